@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up: virtual environment in .venv, packages, Cython extension.
+# Re-running is cheap: packages are reinstalled only when requirements.txt changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+stamp="$VENV/.requirements-installed"
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    echo "$want" > "$stamp"
+fi
+(cd src/metaseg && "../../$VENV/bin/python" metrics_setup.py build_ext --inplace --quiet 2>&1 \
+    | grep -vE "^(running|copying|creating)" || true)
+"$VENV/bin/python" -c "import src.metaseg" || { echo "setup: the Cython extension did not build" >&2; exit 1; }

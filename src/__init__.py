@@ -1,0 +1,1 @@
+"""Meta-OoD as a library: the three scripts at the repository root are thin drivers of it."""

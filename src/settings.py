@@ -1,0 +1,290 @@
+"""A run's configuration: the defaults of config.py, overridden by command-line flags.
+
+`parse_run_config(script, argv)` is the one place where flags meet the defaults.
+It returns a new frozen `RunConfig`; the `config` module is never modified.
+Invalid values end the script with exit status 2 and a one-line message.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+import config as user_config
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    TRAINSET: str
+    VALSET: str
+    MODEL: str
+    io_root: str
+    cityscapes_root: str
+    coco_root: str
+    lostandfound_root: str
+    fishyscapes_root: str
+    fishyscapes_split: str
+    init_ckpt: Optional[str]
+    weights_dir: Optional[str]
+    training_starting_epoch: int
+    num_training_epochs: int
+    pareto_alpha: float
+    ood_subsampling_factor: float
+    learning_rate: float
+    crop_size: int
+    val_epoch: int
+    batch_size: int
+    entropy_threshold: float
+    seed: int
+    num_workers: int
+    segment_workers: int
+    # ood_training.py
+    no_init_ckpt: bool = False
+    coco_background_void: bool = False
+    amp: str = "none"
+    max_iters: int = 0
+    # meta_classification.py
+    pre_process: bool = False
+    segment_search: bool = False
+    fp_removal: bool = False
+    cv: str = "loo"
+    folds: int = 5
+    store_logits: bool = False
+    # evaluation.py
+    pixel_eval: bool = False
+    segment_eval: bool = False
+    miou: bool = False
+    score: str = "entropy"
+    bins: int = 10000
+    panels: int = 4
+
+
+def default_config(module=user_config) -> RunConfig:
+    """The configuration config.py describes, before any flag."""
+    return RunConfig(
+        TRAINSET=module.TRAINSET,
+        VALSET=module.VALSET,
+        MODEL=module.MODEL,
+        io_root=module.IO_ROOT,
+        cityscapes_root=module.CITYSCAPES_ROOT,
+        coco_root=module.COCO_ROOT,
+        lostandfound_root=module.LOSTANDFOUND_ROOT,
+        fishyscapes_root=module.FISHYSCAPES_ROOT,
+        fishyscapes_split=module.FISHYSCAPES_SPLIT,
+        init_ckpt=module.INIT_CKPT,
+        weights_dir=module.WEIGHTS_DIR,
+        seed=module.SEED,
+        num_workers=module.NUM_WORKERS,
+        segment_workers=module.SEGMENT_WORKERS,
+        **module.params,
+    )
+
+
+# ---------------------------------------------------------------- value checks
+
+def _checked(convert, ok, expected):
+    """An argparse `type` that converts, then rejects values outside `expected`."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+    return parse
+
+
+alpha_value = _checked(float, lambda a: 0.0 <= a <= 1.0, "a number in [0, 1]")
+threshold_value = _checked(float, lambda t: 0.0 < t < 1.0, "a number in (0, 1)")
+positive_float = _checked(float, lambda x: x > 0, "a number > 0")
+fraction_value = _checked(float, lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]")
+positive_int = _checked(int, lambda n: n > 0, "an integer > 0")
+nonnegative_int = _checked(int, lambda n: n >= 0, "an integer >= 0")
+
+# Field -> (checker, the flag that sets it): defaults from config.py pass the same checks.
+_CHECKS = {
+    "pareto_alpha": (alpha_value, "-alpha/--pareto_alpha"),
+    "entropy_threshold": (threshold_value, "-threshold/--entropy_threshold"),
+    "learning_rate": (positive_float, "-lr/--learning_rate"),
+    "ood_subsampling_factor": (fraction_value, "--ood_subsampling_factor"),
+    "crop_size": (positive_int, "-crop/--crop_size"),
+    "batch_size": (positive_int, "-batch/--batch_size"),
+    "training_starting_epoch": (nonnegative_int, "-epoch/--training_starting_epoch"),
+    "num_training_epochs": (nonnegative_int, "-nepochs/--num_training_epochs"),
+    "val_epoch": (nonnegative_int, "-epoch/--val_epoch"),
+    "num_workers": (nonnegative_int, "--num_workers"),
+    "segment_workers": (positive_int, "--segment_workers"),
+    "folds": (positive_int, "--folds"),
+    "bins": (positive_int, "--bins"),
+    "panels": (nonnegative_int, "--panels"),
+    "max_iters": (nonnegative_int, "--max_iters"),
+}
+_CHOICES = {
+    "MODEL": ("MODELS", "-model/--MODEL"),
+    "TRAINSET": ("TRAINSETS", "-train/--TRAINSET"),
+    "VALSET": ("VALSETS", "-val/--VALSET"),
+    "fishyscapes_split": (None, "--fishyscapes_split"),
+}
+FISHYSCAPES_SPLITS = ["Static", "LostAndFound"]
+
+
+def config_problems(cfg: RunConfig, module=user_config):
+    """Messages for every value of `cfg` outside its allowed range (empty: all fine)."""
+    problems = []
+    for field, (check, flag) in _CHECKS.items():
+        try:
+            check(str(getattr(cfg, field)))
+        except argparse.ArgumentTypeError as err:
+            problems.append(f"{field} ({flag}): {err}")
+    for field, (list_name, flag) in _CHOICES.items():
+        choices = getattr(module, list_name) if list_name else FISHYSCAPES_SPLITS
+        if getattr(cfg, field) not in choices:
+            problems.append(f"{field} ({flag}): {getattr(cfg, field)!r} is not one of {', '.join(choices)}")
+    return problems
+
+
+# ---------------------------------------------------------------- the parsers
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Reports a bad flag in one line (not the whole usage) and exits with 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see -h)\n")
+
+
+def _flag_groups(parser, defaults: RunConfig, module):
+    """Every flag, by group name; each script picks the groups it uses."""
+    d = defaults
+
+    def paths(g):
+        g.add_argument("--io_root", default=d.io_root, help="root of every output folder")
+        g.add_argument("--init_ckpt", default=d.init_ckpt,
+                       help="Cityscapes-pretrained weights (default <io_root>/weights/<MODEL>.pth)")
+        g.add_argument("--weights_dir", default=d.weights_dir,
+                       help="OoD-trained checkpoints (default <io_root>/meta_ood_<MODEL>/weights)")
+
+    def common(g):
+        g.add_argument("-model", "--MODEL", default=d.MODEL, choices=module.MODELS, metavar="MODEL",
+                       help=f"network, one of {', '.join(module.MODELS)}")
+        g.add_argument("--seed", type=int, default=d.seed, help="random seed")
+        g.add_argument("--num_workers", type=nonnegative_int, default=d.num_workers,
+                       help="data-loading processes")
+
+    def training(g):
+        g.add_argument("-train", "--TRAINSET", default=d.TRAINSET, choices=module.TRAINSETS,
+                       metavar="TRAINSET", help=f"training set, one of {', '.join(module.TRAINSETS)}")
+        g.add_argument("-epoch", "--training_starting_epoch", type=nonnegative_int,
+                       default=d.training_starting_epoch,
+                       help="0 starts from --init_ckpt; e > 0 resumes <MODEL>_epoch_<e>_alpha_<alpha>.pth")
+        g.add_argument("-nepochs", "--num_training_epochs", type=nonnegative_int,
+                       default=d.num_training_epochs, help="epochs to train")
+        g.add_argument("-lr", "--learning_rate", type=positive_float, default=d.learning_rate,
+                       help="Adam learning rate")
+        g.add_argument("-crop", "--crop_size", type=positive_int, default=d.crop_size,
+                       help="side of the random square training crop")
+        g.add_argument("-batch", "--batch_size", type=positive_int, default=d.batch_size,
+                       help="images per batch (per process under torchrun)")
+        g.add_argument("--ood_subsampling_factor", type=fraction_value,
+                       default=d.ood_subsampling_factor,
+                       help="COCO images per epoch, as a share of the Cityscapes images")
+        g.add_argument("--cityscapes_root", default=d.cityscapes_root, help="Cityscapes root")
+        g.add_argument("--coco_root", default=d.coco_root, help="COCO root, ending in the year")
+        g.add_argument("--no_init_ckpt", action="store_true",
+                       help="start from random weights instead of --init_ckpt (only with -epoch 0)")
+        g.add_argument("--coco_background_void", action="store_true",
+                       help="treat COCO background as void; default trains it as road (as the paper)")
+        g.add_argument("--amp", default=d.amp, choices=["none", "bf16"], help="mixed precision")
+        g.add_argument("--max_iters", type=nonnegative_int, default=d.max_iters,
+                       help="stop each epoch after this many iterations (0: the whole epoch)")
+
+    def alpha(g):
+        g.add_argument("-alpha", "--pareto_alpha", type=alpha_value, default=d.pareto_alpha,
+                       help="weight of the entropy term, in [0, 1]")
+
+    def evaluation_set(g):
+        g.add_argument("-val", "--VALSET", default=d.VALSET, choices=module.VALSETS, metavar="VALSET",
+                       help=f"evaluation set, one of {', '.join(module.VALSETS)}")
+        g.add_argument("-epoch", "--val_epoch", type=nonnegative_int, default=d.val_epoch,
+                       help="OoD-training epoch to evaluate; 0 is the baseline (--init_ckpt)")
+        g.add_argument("-threshold", "--entropy_threshold", type=threshold_value,
+                       default=d.entropy_threshold, help="normalized entropy above which a pixel is OoD")
+        g.add_argument("-batch", "--batch_size", type=positive_int, default=d.batch_size,
+                       help="images per inference batch")
+        g.add_argument("--lostandfound_root", default=d.lostandfound_root, help="LostAndFound root")
+        g.add_argument("--fishyscapes_root", default=d.fishyscapes_root, help="Fishyscapes root")
+        g.add_argument("--fishyscapes_split", default=d.fishyscapes_split, choices=FISHYSCAPES_SPLITS,
+                       help="Fishyscapes split")
+
+    def meta(g):
+        g.add_argument("-prepare", "--pre_process", action="store_true",
+                       help="stage 1: write the softmax outputs (probs files)")
+        g.add_argument("-segment", "--segment_search", action="store_true",
+                       help="stage 2: segment metrics of every image")
+        g.add_argument("-removal", "--fp_removal", action="store_true",
+                       help="stage 3: meta classifier and false-positive removal")
+        g.add_argument("--segment_workers", type=positive_int, default=d.segment_workers,
+                       help="processes for the segment search")
+        g.add_argument("--cv", default=d.cv, choices=["loo", "image", "kfold"],
+                       help="meta classifier validation: leave one segment out (paper), "
+                            "leave one image out, or k folds")
+        g.add_argument("--folds", type=positive_int, default=d.folds, help="folds for --cv kfold")
+        g.add_argument("--store_logits", action="store_true",
+                       help="also store the logits in the probs files (max-logit, energy scores)")
+
+    def evaluate(g):
+        g.add_argument("-pixel", "--pixel_eval", action="store_true", help="pixel-level OoD metrics")
+        g.add_argument("-segment", "--segment_eval", action="store_true", help="segment-level FP/FN counts")
+        g.add_argument("-miou", "--miou", action="store_true",
+                       help="in-distribution mIoU on the Cityscapes val split")
+        g.add_argument("--score", default=d.score, choices=["entropy", "msp", "maxlogit", "energy"],
+                       help="pixel OoD score (maxlogit and energy need --store_logits probs)")
+        g.add_argument("--bins", type=positive_int, default=d.bins,
+                       help="histogram bins of the exact protocol")
+        g.add_argument("--panels", type=nonnegative_int, default=d.panels,
+                       help="per-image picture panels to draw")
+        g.add_argument("--cityscapes_root", default=d.cityscapes_root,
+                       help="Cityscapes root (for -miou)")
+        g.add_argument("--segment_workers", type=positive_int, default=d.segment_workers,
+                       help="processes for the segment search, if it must run")
+        g.add_argument("--cv", default=d.cv, choices=["loo", "image", "kfold"],
+                       help="meta classifier validation, if it must run")
+
+    return {"paths": paths, "common": common, "training": training, "alpha": alpha,
+            "evaluation_set": evaluation_set, "meta": meta, "evaluate": evaluate}
+
+
+SCRIPT_GROUPS = {
+    "ood_training": ["common", "training", "alpha", "paths"],
+    "meta_classification": ["common", "evaluation_set", "alpha", "meta", "paths"],
+    "evaluation": ["common", "evaluation_set", "alpha", "evaluate", "paths"],
+}
+
+
+def build_parser(script: str, defaults: RunConfig, module=user_config) -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog=f"{script}.py",
+                            description="Defaults come from config.py; flags override them for this run.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    groups = _flag_groups(parser, defaults, module)
+    for name in SCRIPT_GROUPS[script]:
+        groups[name](parser.add_argument_group(name.replace("_", " ")))
+    return parser
+
+
+def parse_run_config(script: str, argv=None, module=user_config) -> RunConfig:
+    """config.py's defaults with this run's flags applied; exits 2 on invalid values."""
+    defaults = default_config(module)
+    parser = build_parser(script, defaults, module)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    cfg = dataclasses.replace(defaults, **vars(args))
+    problems = config_problems(cfg, module)
+    if problems:
+        parser.error("; ".join(problems))
+    if cfg.no_init_ckpt and cfg.training_starting_epoch > 0:
+        parser.error("--no_init_ckpt only applies to -epoch 0 (a resumed run loads its checkpoint)")
+    return cfg
+
+
+def init_ckpt_path(cfg: RunConfig) -> str:
+    return cfg.init_ckpt or os.path.join(cfg.io_root, "weights", f"{cfg.MODEL}.pth")

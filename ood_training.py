@@ -1,0 +1,21 @@
+"""Step 1: fine-tune a segmentation network to maximize its softmax entropy on COCO objects.
+
+    python ood_training.py [-model MODEL] [-alpha ALPHA] [-epoch E] [-nepochs N] ...
+    torchrun --nproc_per_node=4 ood_training.py ...        # several GPUs
+
+Saves <weights_dir>/<MODEL>_epoch_<e>_alpha_<alpha>.pth after each epoch; running the same
+command again continues after the last saved epoch. `-h` lists every flag.
+"""
+import sys
+
+from src.errors import run_main
+from src.settings import parse_run_config
+from src.training import train
+
+
+def main(argv=None):
+    train(parse_run_config("ood_training", argv))
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

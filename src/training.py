@@ -1,0 +1,218 @@
+"""Entropy-maximization training (METHOD.md §2): the loop behind ood_training.py.
+
+One code path for one process and for `torchrun --nproc_per_node=N` (DistributedDataParallel):
+the data are always split by a DistributedSampler (1 replica when not distributed).
+
+Every epoch starts from a seed derived from (seed, epoch, rank), so a run resumed from the
+checkpoint of epoch e continues exactly as the uninterrupted run would have.
+"""
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from src import paths
+from src.atomic import atomic_path
+from src.errors import MetaOodError
+from src.dataset import build_training_set
+from src.loss import entropy_maximization_loss
+from src.model import load_network, checkpoint_state_dict, read_checkpoint
+from src.settings import RunConfig, init_ckpt_path
+
+logger = logging.getLogger(__name__)
+
+# Settings that change what an epoch computes: a checkpoint written under other values is not
+# resumed silently.
+_RUN_DEFINING = ("TRAINSET", "MODEL", "pareto_alpha", "learning_rate", "crop_size", "batch_size",
+                 "ood_subsampling_factor", "seed", "coco_background_void", "amp", "max_iters")
+
+
+class TrainingError(MetaOodError):
+    pass
+
+
+@dataclass
+class TrainSummary:
+    """What a training process did (one per rank)."""
+    rank: int
+    world_size: int
+    epochs: list = field(default_factory=list)
+    losses: list = field(default_factory=list)          # mean loss per epoch
+    iteration_losses: list = field(default_factory=list)
+    samples_seen: list = field(default_factory=list)    # dataset indices, in order
+    checkpoints_written: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Process:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+
+def _start_process() -> _Process:
+    """Joins the process group when started by torchrun (its environment variables are set)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return _Process(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Process(dist.get_rank(), world_size, device)
+
+
+def _epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([cfg.seed, epoch, rank]).generate_state(1)[0])
+
+
+def _start_epoch(cfg, epoch, rank) -> torch.Generator:
+    seed = _epoch_seed(cfg, epoch, rank)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _resume_epoch(cfg: RunConfig) -> int:
+    """The last finished epoch of this run whose checkpoint exists, else the starting epoch.
+
+    Re-running an interrupted command continues after its last saved epoch; a checkpoint of
+    a run with other settings is an error rather than a silent mix of two runs.
+    """
+    first, last = cfg.training_starting_epoch, cfg.training_starting_epoch + cfg.num_training_epochs
+    for epoch in range(last, first, -1):
+        path = paths.checkpoint_path(cfg, epoch)
+        if os.path.exists(path):
+            saved = read_checkpoint(path).get("config", {})
+            differ = [k for k in _RUN_DEFINING if k in saved and saved[k] != getattr(cfg, k)]
+            if differ:
+                raise TrainingError(
+                    f"{path} exists from a run with other settings "
+                    f"({', '.join(f'{k}={saved[k]!r}, now {getattr(cfg, k)!r}' for k in differ)}); "
+                    "delete it or choose another --weights_dir")
+            return epoch
+    return first
+
+
+def _initial_weights(cfg: RunConfig, start_epoch: int):
+    """Checkpoint the network starts from: None (random) only when asked for explicitly."""
+    if start_epoch > 0:
+        path = paths.checkpoint_path(cfg, start_epoch)
+        if not os.path.exists(path):
+            raise TrainingError(f"cannot resume from epoch {start_epoch}: {path} does not exist")
+        return path
+    if cfg.no_init_ckpt:
+        return None
+    path = init_ckpt_path(cfg)
+    if not os.path.exists(path):
+        raise TrainingError(f"initial checkpoint {path} does not exist (--init_ckpt; "
+                            "--no_init_ckpt starts from random weights on purpose)")
+    return path
+
+
+def _loader(dataset, cfg, proc, generator):
+    sampler = DistributedSampler(dataset, num_replicas=proc.world_size, rank=proc.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=cfg.num_workers, generator=generator,
+                      pin_memory=proc.device.type == "cuda")
+
+
+def _all_finite(loss, proc) -> bool:
+    finite = torch.isfinite(loss.detach()).to(torch.float32)
+    if proc.world_size > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def _save(cfg, proc, model, optimizer, epoch, loss, summary):
+    if not proc.is_main:
+        return
+    path = paths.checkpoint_path(cfg, epoch)
+    with atomic_path(path) as tmp:
+        torch.save({"epoch": epoch,
+                    "state_dict": checkpoint_state_dict(model, cfg.MODEL),
+                    "optimizer_state_dict": optimizer.state_dict(),
+                    "loss": loss,
+                    "config": dataclasses.asdict(cfg)}, tmp)
+    summary.checkpoints_written.append(path)
+    logger.info("saved %s (epoch %d, mean loss %.6f)", path, epoch, loss)
+
+
+def _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary):
+    generator = _start_epoch(cfg, epoch, proc.rank)
+    dataset.set_epoch(epoch)
+    loader = _loader(dataset, cfg, proc, generator)
+    loader.sampler.set_epoch(epoch)
+    indices = list(loader.sampler)
+    model.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not proc.is_main,
+               total=cfg.max_iters or len(loader), dynamic_ncols=True)
+    for it, (images, targets) in enumerate(bar):
+        if cfg.max_iters and it >= cfg.max_iters:
+            break
+        summary.samples_seen.extend(indices[it * cfg.batch_size:(it + 1) * cfg.batch_size])
+        images = images.to(proc.device, non_blocking=True)
+        targets = targets.to(proc.device, non_blocking=True)
+        with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+            logits = model(images)
+        loss = entropy_maximization_loss(logits.float(), targets, cfg.pareto_alpha,
+                                         num_classes=dataset.num_classes,
+                                         ood_id=dataset.train_id_out, void_id=dataset.void_id)
+        if not _all_finite(loss, proc):
+            raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, iteration "
+                                f"{it + 1}; stopped, the last saved checkpoint is kept")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = loss.item()
+        summary.iteration_losses.append(value)
+        total, count = total + value, count + 1
+        bar.set_postfix(loss=f"{total / count:.5f}")
+    if count == 0:
+        raise TrainingError(f"epoch {epoch + 1} had no batch: {len(dataset)} images for "
+                            f"{proc.world_size} process(es) x batch size {cfg.batch_size}")
+    return total / count
+
+
+def train(cfg: RunConfig) -> TrainSummary:
+    """Trains `cfg.num_training_epochs` epochs and saves a checkpoint after each."""
+    proc = _start_process()
+    summary = TrainSummary(proc.rank, proc.world_size)
+    start = _resume_epoch(cfg)
+    end = cfg.training_starting_epoch + cfg.num_training_epochs
+    if proc.is_main:
+        logger.info("configuration: %s", dataclasses.asdict(cfg))
+        if start > cfg.training_starting_epoch:
+            logger.info("resuming after epoch %d from %s", start, paths.checkpoint_path(cfg, start))
+    dataset = build_training_set(cfg)
+    ckpt = _initial_weights(cfg, start)
+    torch.manual_seed(cfg.seed)  # the random start of --no_init_ckpt is reproducible too
+    model = load_network(cfg.MODEL, dataset.num_classes, ckpt, device=proc.device, train=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    if start > 0:
+        optimizer.load_state_dict(read_checkpoint(ckpt)["optimizer_state_dict"])
+    if proc.world_size > 1:
+        model = DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+    for epoch in range(start, end):
+        loss = _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary)
+        summary.epochs.append(epoch + 1)
+        summary.losses.append(loss)
+        _save(cfg, proc, model, optimizer, epoch + 1, loss, summary)
+    return summary

@@ -1,0 +1,152 @@
+"""Run configuration: config.py defaults, flag overrides, invalid values (exit 2, one line)."""
+import subprocess
+import sys
+import types
+
+import pytest
+
+import config
+from src import paths
+from src.settings import default_config, parse_run_config
+
+REFERENCE_PARAMS = {
+    "training_starting_epoch": 0,
+    "num_training_epochs": 1,
+    "pareto_alpha": 0.9,
+    "ood_subsampling_factor": 0.1,
+    "learning_rate": 1e-5,
+    "crop_size": 480,
+    "val_epoch": 1,
+    "batch_size": 8,
+    "entropy_threshold": 0.7,
+}
+
+
+def test_defaults_equal_the_reference():
+    cfg = default_config()
+    for name, value in REFERENCE_PARAMS.items():
+        assert getattr(cfg, name) == value, name
+    assert config.TRAINSETS == ["Cityscapes+COCO"]
+    assert config.VALSETS == ["LostAndFound", "Fishyscapes"]
+    assert config.MODELS[:2] == ["DeepLabV3+_WideResNet38", "DualGCNNet_res50"]
+    assert (cfg.TRAINSET, cfg.VALSET, cfg.MODEL) == ("Cityscapes+COCO", "LostAndFound",
+                                                     "DeepLabV3+_WideResNet38")
+    assert cfg.fishyscapes_split == "Static"
+
+
+@pytest.mark.parametrize("script, argv, field, value", [
+    ("ood_training", ["-train", "Cityscapes+COCO"], "TRAINSET", "Cityscapes+COCO"),
+    ("ood_training", ["-model", "DualGCNNet_res50"], "MODEL", "DualGCNNet_res50"),
+    ("ood_training", ["--MODEL", "DualGCNNet_res50"], "MODEL", "DualGCNNet_res50"),
+    ("ood_training", ["-epoch", "3"], "training_starting_epoch", 3),
+    ("ood_training", ["-nepochs", "4"], "num_training_epochs", 4),
+    ("ood_training", ["-alpha", "0.5"], "pareto_alpha", 0.5),
+    ("ood_training", ["-lr", "2e-4"], "learning_rate", 2e-4),
+    ("ood_training", ["-crop", "256"], "crop_size", 256),
+    ("ood_training", ["-batch", "2"], "batch_size", 2),
+    ("ood_training", ["--ood_subsampling_factor", "0.25"], "ood_subsampling_factor", 0.25),
+    ("ood_training", ["--cityscapes_root", "/cs"], "cityscapes_root", "/cs"),
+    ("ood_training", ["--coco_root", "/coco/2017"], "coco_root", "/coco/2017"),
+    ("ood_training", ["--io_root", "/io"], "io_root", "/io"),
+    ("ood_training", ["--init_ckpt", "/w.pth"], "init_ckpt", "/w.pth"),
+    ("ood_training", ["--weights_dir", "/w"], "weights_dir", "/w"),
+    ("ood_training", ["--seed", "7"], "seed", 7),
+    ("ood_training", ["--no_init_ckpt"], "no_init_ckpt", True),
+    ("ood_training", ["--coco_background_void"], "coco_background_void", True),
+    ("ood_training", ["--amp", "bf16"], "amp", "bf16"),
+    ("meta_classification", ["-val", "Fishyscapes"], "VALSET", "Fishyscapes"),
+    ("meta_classification", ["-epoch", "0"], "val_epoch", 0),
+    ("meta_classification", ["--val_epoch", "4"], "val_epoch", 4),
+    ("meta_classification", ["-threshold", "0.5"], "entropy_threshold", 0.5),
+    ("meta_classification", ["-prepare"], "pre_process", True),
+    ("meta_classification", ["-segment"], "segment_search", True),
+    ("meta_classification", ["-removal"], "fp_removal", True),
+    ("meta_classification", ["--lostandfound_root", "/laf"], "lostandfound_root", "/laf"),
+    ("meta_classification", ["--fishyscapes_root", "/fs"], "fishyscapes_root", "/fs"),
+    ("meta_classification", ["--fishyscapes_split", "LostAndFound"], "fishyscapes_split", "LostAndFound"),
+    ("meta_classification", ["--segment_workers", "3"], "segment_workers", 3),
+    ("meta_classification", ["--cv", "image"], "cv", "image"),
+    ("evaluation", ["-pixel"], "pixel_eval", True),
+    ("evaluation", ["-segment"], "segment_eval", True),
+    ("evaluation", ["-miou"], "miou", True),
+    ("evaluation", ["--score", "maxlogit"], "score", "maxlogit"),
+    ("evaluation", ["-alpha", "0.0"], "pareto_alpha", 0.0),
+])
+def test_each_flag_reaches_the_configuration(script, argv, field, value):
+    cfg = parse_run_config(script, argv)
+    assert getattr(cfg, field) == value
+    # everything else keeps config.py's value
+    untouched = {k: v for k, v in vars(default_config()).items() if k != field}
+    assert {k: getattr(cfg, k) for k in untouched} == untouched
+
+
+def test_flags_do_not_touch_the_config_module():
+    before = (config.MODEL, dict(config.params))
+    parse_run_config("ood_training", ["-model", "DualGCNNet_res50", "-alpha", "0.3"])
+    assert (config.MODEL, config.params) == before
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("ood_training", ["-alpha", "1.5"], "-alpha/--pareto_alpha: expected a number in [0, 1], got 1.5"),
+    ("ood_training", ["-alpha", "-0.1"], "-alpha/--pareto_alpha: expected a number in [0, 1]"),
+    ("ood_training", ["-alpha", "x"], "-alpha/--pareto_alpha: expected a number in [0, 1], got 'x'"),
+    ("ood_training", ["-lr", "0"], "-lr/--learning_rate: expected a number > 0, got 0"),
+    ("ood_training", ["-lr", "-1e-5"], "-lr/--learning_rate: expected a number > 0"),
+    ("ood_training", ["-crop", "0"], "-crop/--crop_size: expected an integer > 0"),
+    ("ood_training", ["-model", "ResNet"], "invalid choice: 'ResNet' (choose from "
+                                           "'DeepLabV3+_WideResNet38', 'DualGCNNet_res50'"),
+    ("ood_training", ["-train", "ImageNet"], "invalid choice: 'ImageNet' (choose from 'Cityscapes+COCO')"),
+    ("ood_training", ["-epoch", "2", "--no_init_ckpt"], "--no_init_ckpt only applies to -epoch 0"),
+    ("meta_classification", ["-threshold", "1"], "-threshold/--entropy_threshold: expected a number in (0, 1)"),
+    ("meta_classification", ["-threshold", "0"], "-threshold/--entropy_threshold: expected a number in (0, 1)"),
+    ("meta_classification", ["-val", "Cityscapes"], "invalid choice: 'Cityscapes' (choose from "
+                                                    "'LostAndFound', 'Fishyscapes')"),
+    ("meta_classification", ["--segment_workers", "0"], "--segment_workers: expected an integer > 0"),
+    ("evaluation", ["--score", "random"], "invalid choice: 'random'"),
+])
+def test_invalid_values_exit_2_with_one_line(script, argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_run_config(script, argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith(f"{script}.py: error:")
+
+
+def test_invalid_value_in_config_py_is_reported(capsys):
+    bad = types.ModuleType("config")
+    vars(bad).update({k: v for k, v in vars(config).items() if not k.startswith("__")})
+    bad.params = dict(config.params, pareto_alpha=2.0)
+    bad.MODEL = "UNet"
+    with pytest.raises(SystemExit) as exc:
+        parse_run_config("ood_training", [], module=bad)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "pareto_alpha (-alpha/--pareto_alpha): expected a number in [0, 1], got 2.0" in err
+    assert "MODEL (-model/--MODEL): 'UNet' is not one of" in err
+
+
+@pytest.mark.parametrize("script", ["ood_training", "meta_classification", "evaluation"])
+def test_help_lists_flags_with_defaults(script):
+    out = subprocess.run([sys.executable, f"{script}.py", "-h"], capture_output=True, text=True,
+                         cwd=paths_repo())
+    assert out.returncode == 0, out.stderr
+    assert "-model MODEL, --MODEL MODEL" in out.stdout
+    assert "(default: DeepLabV3+_WideResNet38)" in out.stdout
+    assert "-alpha PARETO_ALPHA, --pareto_alpha PARETO_ALPHA" in out.stdout
+
+
+def paths_repo():
+    from pathlib import Path
+    return Path(__file__).resolve().parents[1]
+
+
+def test_output_layout_names():
+    cfg = parse_run_config("meta_classification", ["--io_root", "/io", "-val", "LostAndFound"])
+    assert paths.checkpoint_path(cfg, 4) == ("/io/meta_ood_DeepLabV3+_WideResNet38/weights/"
+                                             "DeepLabV3+_WideResNet38_epoch_4_alpha_0.9.pth")
+    assert paths.probs_file(cfg, 0, 3) == "/io/meta_ood_DeepLabV3+_WideResNet38/laf_eval/probs/baseline/probs3.hdf5"
+    assert paths.probs_dir(cfg, 1).endswith("laf_eval/probs/epoch_1_alpha_0.9")
+    assert paths.metrics_file(cfg, 1, 7).endswith("laf_eval/metaseg_io/metrics/epoch_1_alpha_0.9_t0.7/0007.p")
+    assert paths.components_file(cfg, 0, 12, gt=True).endswith(
+        "laf_eval/metaseg_io/components/baseline_t0.7_gt/0012.p")

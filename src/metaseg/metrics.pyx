@@ -1,9 +1,10 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """MetaSeg segment metrics (METHOD.md §4) and the normalized-entropy OoD mask.
 
-Only segment pixels and their 8-neighbours are ever read from `probs`: segments
-are labelled by one breadth-first search over a byte mask, then a single
-row-major sweep over the segment pixels accumulates every per-segment sum.
+The metrics read `probs` only at segment pixels and their 8-neighbours: segments
+are labelled by one breadth-first search over a byte mask, then one row-major
+sweep over the segment pixels accumulates the sums over their own pixels, and one
+walk over each segment's boundary the sums over outside neighbours.
 Sums are accumulated in float64 (the reference used float32 numpy scalars; the
 difference stays within rtol 1e-5 / atol 1e-6 on every golden case).
 

@@ -32,7 +32,11 @@ def output_files(cfg, epoch, index):
 
 def read_probs(path):
     """(probabilities (C, H, W), gt_train_ids (H, W), gt_label_ids (H, W)) of one probs file."""
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:  # h5py's message does not name the file
+        raise OSError(f"{path}: not a readable HDF5 probs file ({err})") from err
+    with f:
         missing = [name for name in PROBS_DATASETS if name not in f]
         if missing:
             raise ValueError(f"{path}: missing dataset(s) {', '.join(missing)}; a probs file holds "
@@ -90,7 +94,12 @@ def _searched(cfg, epoch, indices, ood_index):
 
 
 def run_segment_search(cfg, epoch, ood_index):
-    """Segment metrics of every probs file of (cfg, epoch); returns (processed, skipped) image counts."""
+    """Segment metrics of every probs file of (cfg, epoch); returns (processed, skipped) image counts.
+
+    ood_index: the OoD train id of the evaluation set. With cfg.segment_workers > 1 the
+    workers are started by a fork server, so the calling script must guard its entry
+    point with `if __name__ == "__main__":` (each worker imports the main module).
+    """
     if cfg.segment_workers < 1:
         raise ValueError(f"segment_workers (--segment_workers) must be >= 1, got {cfg.segment_workers}")
     indices = probs_indices(cfg, epoch)

@@ -103,3 +103,13 @@ def test_probs_file_without_a_dataset_is_named(cfg, workers):
         run_segment_search(cfg, EPOCH, OOD_INDEX)
     assert broken in str(info.value)
     assert not os.path.exists(paths.metrics_file(cfg, EPOCH, 2))
+
+
+def test_unreadable_probs_file_is_named(cfg):
+    write_probs_files(cfg)
+    broken = paths.probs_file(cfg, EPOCH, 0)
+    with open(broken, "wb") as f:
+        f.write(b"not hdf5")
+    with pytest.raises(OSError, match="not a readable HDF5 probs file") as info:
+        run_segment_search(cfg, EPOCH, OOD_INDEX)
+    assert broken in str(info.value)

@@ -42,6 +42,8 @@ def big_input_file(args, folder):
     if args.input:
         return args.input
     shared = Path(os.environ.get("METAOOD_SHARED", REPO.parent / "shared"))
+    if not (shared / "bench" / "gen_big.py").is_file():
+        sys.exit(f"bench_metaseg: {shared}/bench/gen_big.py not found; set METAOOD_SHARED or pass --input")
     out = Path(folder) / "big.npz"
     subprocess.run([sys.executable, "gen_big.py", "1024", "2048", "7", str(out)], cwd=shared / "bench",
                    check=True, stdout=subprocess.DEVNULL)

@@ -70,7 +70,7 @@ cdef inline float _log(float x) noexcept nogil:
     cdef float m, z, y, k
     memcpy(&bits, &x, 4)
     shifted = bits - 0x3F3504F3  # exponent relative to sqrt(1/2)
-    k = <float>(shifted >> 23)
+    k = <float>(shifted >> 23)  # arithmetic shift: k < 0 below sqrt(1/2)
     bits = bits - (shifted & <int32_t>0xFF800000)
     memcpy(&m, &bits, 4)
     m = m - one

@@ -1,0 +1,169 @@
+"""Speed and memory of the MetaSeg metrics and of the per-image segment search.
+
+    python bench/bench_metaseg.py [--input big.npz] [--repeats 5] [--images 4] [--workers 2]
+
+Without --input it generates the 1024x2048 input on which the reference was timed
+(shared/bench/gen_big.py 1024 2048 7; shared = $METAOOD_SHARED or ../shared beside the
+repository). Memory is measured in a fresh process per call, twice: numpy's allocations
+(tracemalloc; every buffer of the extension is a numpy array; an upper bound, as zero
+pages never touched are counted) and the peak resident memory above the resident memory
+before the call (Linux VmHWM, reset through /proc/self/clear_refs; glibc's mmap threshold
+is fixed so that freed buffers are given back and not silently reused).
+"""
+import argparse
+import dataclasses
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from src import paths  # noqa: E402
+from src.metaseg import compute_metrics_components, compute_metrics_mask, entropy_mask  # noqa: E402
+from src.segment_search import run_segment_search  # noqa: E402
+from src.settings import default_config  # noqa: E402
+
+# shared/bench/README.md: the reference on 2 cores, 1024x2048, 186 predicted segments
+REFERENCE_S = {"entropy_mask": 0.3, "compute_metrics_components": 4.5, "compute_metrics_mask": 3.06,
+               "both metric calls": 7.56}
+REFERENCE_MB = {"both metric calls": 560}
+
+
+def big_input_file(args, folder):
+    if args.input:
+        return args.input
+    shared = Path(os.environ.get("METAOOD_SHARED", REPO.parent / "shared"))
+    if not (shared / "bench" / "gen_big.py").is_file():
+        sys.exit(f"bench_metaseg: {shared}/bench/gen_big.py not found; set METAOOD_SHARED or pass --input")
+    out = Path(folder) / "big.npz"
+    subprocess.run([sys.executable, "gen_big.py", "1024", "2048", "7", str(out)], cwd=shared / "bench",
+                   check=True, stdout=subprocess.DEVNULL)
+    return str(out)
+
+
+def metric_calls(data):
+    """The timed calls on the input `data`, by name."""
+    probs, gt_train, gt_label = data["probs"], data["gt_train"], data["gt_label"]
+    ood_index = int(data["ood_index"])
+    mask = entropy_mask(probs, 0.7)
+    calls = {
+        "entropy_mask": lambda: entropy_mask(probs, 0.7),
+        "compute_metrics_components": lambda: compute_metrics_components(probs, gt_train, mask, ood_index),
+        "compute_metrics_mask": lambda: compute_metrics_mask(probs, mask, gt_train, gt_label, ood_index),
+    }
+    calls["both metric calls"] = lambda: (calls["compute_metrics_components"](), calls["compute_metrics_mask"]())
+    return calls
+
+
+def median_seconds(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def peak_extra_mb(fn):
+    """(tracemalloc peak, resident peak above the start) in MB; the second is None off Linux."""
+    fn()  # first touch of code and input pages
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident size
+    except OSError:
+        return peak / 2**20, None
+    before = _status_kb("VmRSS")
+    fn()
+    return peak / 2**20, (_status_kb("VmHWM") - before) / 1024
+
+
+def measured_memory(input_file, name):
+    """peak_extra_mb of one call, in a fresh process: "<alloc MB> <peak RSS MB or n/a>"."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(128 * 1024))
+    out = subprocess.run([sys.executable, __file__, "--input", input_file, "--memory-of", name],
+                         env=env, check=True, capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def write_probs_files(data, cfg, epoch, n_images):
+    for i in range(n_images):
+        path = paths.probs_file(cfg, epoch, i)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with h5py.File(path, "w") as f:
+            f.create_dataset("probabilities", data=data["probs"])
+            f.create_dataset("gt_train_ids", data=data["gt_train"])
+            f.create_dataset("gt_label_ids", data=data["gt_label"])
+            f.create_dataset("image_path", data=f"bench/{i}.png")
+    os.sync()  # the write-back of these files must not fall into the timed run
+
+
+def search_seconds_per_image(data, folder, n_images, workers):
+    io_root = os.path.join(folder, f"workers_{workers}")
+    cfg = dataclasses.replace(default_config(), io_root=io_root, VALSET="Fishyscapes", segment_workers=workers)
+    write_probs_files(data, cfg, 1, n_images)
+    start = time.perf_counter()
+    processed, _ = run_segment_search(cfg, 1, int(data["ood_index"]))
+    seconds = time.perf_counter() - start
+    assert processed == n_images
+    for i in range(n_images):
+        os.remove(paths.probs_file(cfg, 1, i))
+    return seconds / n_images
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", help="an .npz from gen_big.py (default: generate 1024x2048, seed 7)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per call (median)")
+    parser.add_argument("--images", type=int, default=4, help="images of the segment-search run")
+    parser.add_argument("--workers", type=int, default=2, help="segment_workers of the segment-search run")
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: measure one call's memory
+    args = parser.parse_args()
+    if args.memory_of:
+        alloc, rss = peak_extra_mb(metric_calls(dict(np.load(args.input)))[args.memory_of])
+        print(f"{alloc:.1f}", "n/a" if rss is None else f"{rss:.1f}")
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench_metaseg_") as folder:
+        input_file = big_input_file(args, folder)
+        data = dict(np.load(input_file))
+        calls = metric_calls(data)
+        n_pred = len(calls["compute_metrics_components"]()[0]["S"])
+        n_gt = len(calls["compute_metrics_mask"]()[0]["S"])
+        share = 100 * entropy_mask(data["probs"], 0.7).mean()
+        print(f"input {data['probs'].shape} {data['probs'].dtype}, mask {share:.2f} % of the pixels, "
+              f"{n_pred} predicted / {n_gt} ground-truth segments; {os.cpu_count()} CPUs\n")
+        print(f"{'call':<28}{'median s':>10}{'reference s':>13}{'speed-up':>10}"
+              f"{'alloc MB':>10}{'peak RSS MB':>13}")
+        for name, fn in calls.items():
+            seconds = median_seconds(fn, args.repeats)
+            alloc, rss = measured_memory(input_file, name)
+            print(f"{name:<28}{seconds:>10.4f}{REFERENCE_S[name]:>13.2f}{REFERENCE_S[name] / seconds:>9.0f}x"
+                  f"{alloc:>10}{rss:>13}")
+        print(f"(reference: {REFERENCE_MB['both metric calls']} MB inside the two metric calls)\n")
+
+        for workers in sorted({1, args.workers}):
+            per_image = search_seconds_per_image(data, folder, args.images, workers)
+            print(f"segment search (read hdf5, entropy mask, both calls, 4 pickles): "
+                  f"{per_image:.3f} s per image over {args.images} images, {workers} worker(s)")
+
+
+if __name__ == "__main__":
+    main()

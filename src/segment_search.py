@@ -1,0 +1,115 @@
+"""Segment search of meta classification (METHOD.md §5): MetaSeg metrics of every image.
+
+For each probs file of an evaluation run it writes, atomically, the metrics and the
+components map of the predicted OoD segments and of the ground-truth OoD segments
+(`paths.metrics_file` / `paths.components_file`, plain pickles of a dict of 1-D numpy
+arrays and of an int32 (H, W) array). Images whose four outputs exist are skipped, so an
+interrupted search resumes where it stopped.
+"""
+import logging
+import multiprocessing
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import h5py
+from tqdm import tqdm
+
+from src import paths
+from src.atomic import write_pickle
+from src.metaseg import compute_metrics_components, compute_metrics_mask, entropy_mask
+
+logger = logging.getLogger(__name__)
+
+PROBS_DATASETS = ("probabilities", "gt_train_ids", "gt_label_ids")
+
+
+def output_files(cfg, epoch, index):
+    """Metrics and components of predicted segments, then of ground-truth segments."""
+    return [paths.metrics_file(cfg, epoch, index), paths.components_file(cfg, epoch, index),
+            paths.metrics_file(cfg, epoch, index, gt=True), paths.components_file(cfg, epoch, index, gt=True)]
+
+
+def read_probs(path):
+    """(probabilities (C, H, W), gt_train_ids (H, W), gt_label_ids (H, W)) of one probs file."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:  # h5py's message does not name the file
+        raise OSError(f"{path}: not a readable HDF5 probs file ({err})") from err
+    with f:
+        missing = [name for name in PROBS_DATASETS if name not in f]
+        if missing:
+            raise ValueError(f"{path}: missing dataset(s) {', '.join(missing)}; a probs file holds "
+                             f"{', '.join(PROBS_DATASETS)} and image_path")
+        return tuple(f[name][()] for name in PROBS_DATASETS)
+
+
+def segment_metrics(probs, gt_train, gt_label, threshold, ood_index):
+    """[metrics, components, gt metrics, gt components] of one image, in the order of output_files."""
+    ood_mask = entropy_mask(probs, threshold)
+    metrics, components = compute_metrics_components(probs, gt_train, ood_mask, ood_index)
+    gt_metrics, gt_components = compute_metrics_mask(probs, ood_mask, gt_train, gt_label, ood_index)
+    return [metrics, components, gt_metrics, gt_components]
+
+
+def search_image(cfg, epoch, index, ood_index):
+    """Writes the four outputs of image `index`; False if they all existed already."""
+    outputs = output_files(cfg, epoch, index)
+    if all(os.path.exists(path) for path in outputs):
+        return False
+    probs, gt_train, gt_label = read_probs(paths.probs_file(cfg, epoch, index))
+    results = segment_metrics(probs, gt_train, gt_label, cfg.entropy_threshold, ood_index)
+    for path, result in zip(outputs, results):
+        write_pickle(path, result)
+    return True
+
+
+def probs_indices(cfg, epoch):
+    """Sorted image indices i of the probs<i>.hdf5 files of (cfg, epoch)."""
+    folder = paths.probs_dir(cfg, epoch)
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    indices = sorted(int(m.group(1)) for m in map(re.compile(r"probs(\d+)\.hdf5").fullmatch, names) if m)
+    if not indices:
+        raise FileNotFoundError(f"no probs files (probs<i>.hdf5) in {folder}: "
+                                f"write them first with the prepare stage (-prepare)")
+    return indices
+
+
+def _searched(cfg, epoch, indices, ood_index):
+    """Yields search_image's result per image, in-process or over cfg.segment_workers processes."""
+    if cfg.segment_workers == 1:
+        for index in indices:
+            yield search_image(cfg, epoch, index, ood_index)
+        return
+    # forkserver: workers never inherit the threads (torch, BLAS) of the calling process
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(cfg.segment_workers, mp_context=context) as pool:
+        futures = [pool.submit(search_image, cfg, epoch, index, ood_index) for index in indices]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:  # after a failure, do not start the images still waiting
+            for future in futures:
+                future.cancel()
+
+
+def run_segment_search(cfg, epoch, ood_index):
+    """Segment metrics of every probs file of (cfg, epoch); returns (processed, skipped) image counts.
+
+    ood_index: the OoD train id of the evaluation set. With cfg.segment_workers > 1 the
+    workers are started by a fork server, so the calling script must guard its entry
+    point with `if __name__ == "__main__":` (each worker imports the main module).
+    """
+    if cfg.segment_workers < 1:
+        raise ValueError(f"segment_workers (--segment_workers) must be >= 1, got {cfg.segment_workers}")
+    indices = probs_indices(cfg, epoch)
+    logger.info("segment search: %d images from %s, %d worker(s), entropy threshold %s",
+                len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers, cfg.entropy_threshold)
+    processed = 0
+    for done in tqdm(_searched(cfg, epoch, indices, ood_index), total=len(indices),
+                     desc="segment search", unit="image"):
+        processed += done
+    skipped = len(indices) - processed
+    logger.info("segment search: %d images processed, %d skipped (outputs existed) in %s",
+                processed, skipped, paths.metaseg_dir(cfg))
+    return processed, skipped

@@ -13,9 +13,9 @@ first, which changes the result by ~1e-7. `SCORE_RANGES` gives the histogram ran
 score needs (src/pixel_metrics.py): a fixed [0, 1] for the bounded ones, None (a grid that
 adapts to the data) for the unbounded ones.
 
-The maps are computed on bands of rows so that the (C, rows, W) temporaries stay in
-the CPU cache; at 19 x 1024 x 2048 this makes numpy several times faster than one
-pass over the whole array.
+The maps are computed on bands of rows so that the (C, rows, W) temporaries stay in the
+CPU cache: at 19 x 1024 x 2048 about twice as fast as whole-array numpy (whose temporaries
+are 150 MB), and faster than torch's entr or xlogy on 2 threads.
 """
 import numpy as np
 
@@ -32,67 +32,66 @@ def _checked(array, name):
     return array
 
 
-def _row_bands(height):
+def _banded_map(array, name, fill_band):
+    """(H, W) float32 map; fill_band(rows of array, float32 scratch of their shape, rows of the map)."""
+    array = _checked(array, name)
+    num_classes, height, width = array.shape
+    out = np.empty((height, width), np.float32)
+    scratch = np.empty((num_classes, ROWS_PER_BAND, width), np.float32)
     for top in range(0, height, ROWS_PER_BAND):
-        yield slice(top, min(top + ROWS_PER_BAND, height))
+        rows = slice(top, min(top + ROWS_PER_BAND, height))
+        band = array[:, rows]
+        fill_band(band, scratch[:, :band.shape[1]], out[rows])
+    return out
+
+
+def _entropy_band(p, plogp, entropy):
+    np.log(p, out=plogp)
+    plogp *= p
+    np.sum(plogp, axis=0, out=entropy)
+    # log 0 = -inf and 0 * -inf = nan: a band with an exact zero in p is computed again with
+    # p raised to the smallest float32 > 0 inside the log, which leaves log p unchanged for
+    # every p > 0 and gives 0 * log(tiny) = 0. Doing this only where needed saves a third.
+    if np.isnan(entropy).any():
+        np.maximum(p, _SMALLEST_FLOAT32, out=plogp)
+        np.log(plogp, out=plogp)
+        plogp *= p
+        np.sum(plogp, axis=0, out=entropy)
 
 
 def normalized_entropy(probs):
     """H(p) / log C per pixel of softmax probabilities (C, H, W), 0 log 0 = 0, clipped to [0, 1]."""
-    probs = _checked(probs, "probs")
-    num_classes, height, width = probs.shape
-    out = np.empty((height, width), np.float32)
-    band = np.empty((num_classes, ROWS_PER_BAND, width), np.float32)
-    # log 0 = -inf and 0 * -inf = nan: a band with an exact zero in p is computed again with
-    # p raised to the smallest float32 > 0 inside the log, which leaves log p unchanged for
-    # every p > 0 and gives 0 * log(tiny) = 0. Doing this only where needed saves a third.
     with np.errstate(divide="ignore", invalid="ignore"):
-        for rows in _row_bands(height):
-            p = probs[:, rows]
-            plogp = band[:, :p.shape[1]]
-            np.log(p, out=plogp)
-            plogp *= p
-            entropy = np.sum(plogp, axis=0, out=out[rows])
-            if np.isnan(entropy).any():
-                np.maximum(p, _SMALLEST_FLOAT32, out=plogp)
-                np.log(plogp, out=plogp)
-                plogp *= p
-                np.sum(plogp, axis=0, out=entropy)
-    out /= -np.log(num_classes)
+        out = _banded_map(probs, "probs", _entropy_band)
+    out /= -np.log(np.shape(probs)[0])
     # float32 rounding can leave a uniform p a few ulp above 1.
     return np.clip(out, 0.0, 1.0, out=out)
 
 
 def max_softmax_score(probs):
     """1 - max_c p_c per pixel of softmax probabilities (C, H, W)."""
-    probs = _checked(probs, "probs")
-    out = np.max(probs, axis=0)
-    np.subtract(1.0, out, out=out)
-    return out
+    out = np.max(_checked(probs, "probs"), axis=0)
+    return np.subtract(1.0, out, out=out)
 
 
 def max_logit_score(logits):
     """-max_c z_c per pixel of logits (C, H, W)."""
-    logits = _checked(logits, "logits")
-    out = np.max(logits, axis=0)
+    out = np.max(_checked(logits, "logits"), axis=0)
     return np.negative(out, out=out)
+
+
+def _log_sum_exp_band(z, shifted, lse):
+    top = np.max(z, axis=0)
+    np.subtract(z, top, out=shifted)
+    np.exp(shifted, out=shifted)
+    np.sum(shifted, axis=0, out=lse)
+    np.log(lse, out=lse)
+    lse += top
 
 
 def energy_score(logits):
     """-log sum_c exp(z_c) per pixel of logits (C, H, W), computed as -(m + log sum exp(z - m)), m = max z."""
-    logits = _checked(logits, "logits")
-    num_classes, height, width = logits.shape
-    out = np.empty((height, width), np.float32)
-    band = np.empty((num_classes, ROWS_PER_BAND, width), np.float32)
-    for rows in _row_bands(height):
-        z = logits[:, rows]
-        shifted = band[:, :z.shape[1]]
-        top = np.max(z, axis=0)
-        np.subtract(z, top, out=shifted)
-        np.exp(shifted, out=shifted)
-        lse = np.sum(shifted, axis=0, out=out[rows])
-        np.log(lse, out=lse)
-        lse += top
+    out = _banded_map(logits, "logits", _log_sum_exp_band)
     return np.negative(out, out=out)
 
 

@@ -154,10 +154,11 @@ def test_histogram_counts_only_in_and_out_pixels_like_np_histogram():
 
 
 @pytest.mark.parametrize("bad", [1.0001, -0.5, np.nan])
-def test_score_outside_fixed_range_is_an_error(bad):
-    score = np.array([[0.2, bad]], np.float32)
+def test_score_outside_fixed_range_is_an_error_and_changes_nothing(bad):
+    hist = ScoreHistogram(100)
     with pytest.raises(ValueError, match="outside the histogram range"):
-        ScoreHistogram(100).update(score, np.array([[IN, OUT]]), IN, OUT)
+        hist.update(np.array([[0.2, bad]], np.float32), np.array([[IN, OUT]]), IN, OUT)
+    assert hist.counts_in.sum() == hist.counts_out.sum() == 0
 
 
 def test_score_outside_range_on_excluded_pixels_is_ignored():

@@ -47,6 +47,18 @@ PAPER_BINS = 100
 FPR95_TPR = 0.95
 
 
+def pixel_scores(score_map, gt_train, train_id_in, train_id_out):
+    """(scores of the in-distribution pixels, scores of the OoD pixels) of one image, 1-D.
+
+    Selecting once serves several histograms of one image (paper and exact protocol).
+    """
+    score_map, gt_train = np.asarray(score_map), np.asarray(gt_train)
+    if score_map.shape != gt_train.shape:
+        raise ValueError(f"score map of shape {score_map.shape} and ground truth of shape "
+                         f"{gt_train.shape}: expected the same shape")
+    return score_map[gt_train == train_id_in], score_map[gt_train == train_id_out]
+
+
 class ScoreHistogram:
     """Histograms of a pixel OoD score for in-distribution and OoD pixels, summed over images.
 
@@ -78,15 +90,13 @@ class ScoreHistogram:
 
     def update(self, score_map, gt_train, train_id_in, train_id_out):
         """Adds the pixels of one image: score_map (H, W) float, gt_train (H, W) train ids."""
-        score_map, gt_train = np.asarray(score_map), np.asarray(gt_train)
-        if score_map.shape != gt_train.shape:
-            raise ValueError(f"score map of shape {score_map.shape} and ground truth of shape "
-                             f"{gt_train.shape}: expected the same shape")
-        values_in = score_map[gt_train == train_id_in]
-        values_out = score_map[gt_train == train_id_out]
+        self.add(*pixel_scores(score_map, gt_train, train_id_in, train_id_out))
+
+    def add(self, values_in, values_out):
+        """Adds the scores of in-distribution and of OoD pixels (1-D arrays, see pixel_scores)."""
         if self.value_range is None:
             self._fit_grid(values_in, values_out)
-        # Both first, so that an invalid image leaves the sums untouched.
+        # Both first, so that invalid scores leave the sums untouched.
         counts_in, counts_out = self._histogram(values_in), self._histogram(values_out)
         self.counts_in += counts_in
         self.counts_out += counts_out

@@ -40,10 +40,18 @@ def read_checkpoint(path):
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as err:  # torch raises many kinds (pickle, zip, runtime) for a bad file
-        # Loading with weights_only=False could run arbitrary code from the file: refuse instead.
-        reason = str(err).strip().splitlines()
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: "
-                              f"{' '.join(reason)[:600]}") from err
+        # No retry with weights_only=False: that could run code stored in the file.
+        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(err)}. Only tensors and plain "
+                              "data are read (torch.load with weights_only=True)") from err
+
+
+def _reason(err):
+    """The informative part of torch.load's message."""
+    text = " ".join(str(err).split())
+    if "WeightsUnpickler error:" in text:  # skip torch's advice to load unsafely
+        text = text.split("WeightsUnpickler error:", 1)[1]
+        text = text.split(" Please use ", 1)[0].split(" Check the documentation", 1)[0]
+    return f"{type(err).__name__}: {text.strip().rstrip('.')[:300]}"
 
 
 def _is_state_dict(obj):
@@ -57,7 +65,7 @@ def network_weights(checkpoint, path):
     if weights is None:
         weights = checkpoint
     if not _is_state_dict(weights):
-        found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        found = list(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(f"{path} holds neither a state dict of tensors nor a dict with one under "
                               f"'state_dict' (found: {found})")
     weights = {k: v for k, v in weights.items() if k not in DROPPED_KEYS}

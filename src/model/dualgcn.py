@@ -141,7 +141,9 @@ class DualGCNNetRes50(nn.Module):
     `dsn` (the auxiliary head on layer3 used for deep supervision when GALD trained the net) is
     kept so that checkpoints load strictly, but it is not evaluated: the reference computes it and
     discards the result. The logits and gradients are the same; only dsn's BatchNorm running
-    statistics are no longer updated in train mode.
+    statistics are no longer updated in train mode. Its parameters never get a gradient (as in
+    the reference), so they do not require one: DistributedDataParallel would otherwise wait for
+    their gradients.
     """
 
     def __init__(self, num_classes=19):
@@ -158,6 +160,7 @@ class DualGCNNetRes50(nn.Module):
         self.head = DualGCNHead(2048, 512, num_classes)
         self.dsn = nn.Sequential(nn.Conv2d(1024, 512, 3, padding=1), nn.BatchNorm2d(512),
                                  nn.Dropout2d(0.1), nn.Conv2d(512, num_classes, 1))
+        self.dsn.requires_grad_(False)
 
     def forward(self, x):
         features = self.maxpool(self.relu(self.bn1(self.conv1(x))))

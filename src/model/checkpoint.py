@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from src.errors import MetaOodError
+
 logger = logging.getLogger(__name__)
 
 WRAPPER_PREFIX = "module."
@@ -28,7 +30,7 @@ _SAFE_NUMPY_GLOBALS = [
 _LISTED = 5  # keys named per kind of mismatch in an error message
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MetaOodError, RuntimeError):
     """A checkpoint file that is missing, unreadable or does not fit the network."""
 
 

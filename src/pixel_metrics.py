@@ -201,10 +201,20 @@ def roc_curve_from_counts(counts_in, counts_out, drop_intermediate=True):
     return _roc_points(*_cumulative_counts(*_checked_counts(counts_in, counts_out)), drop_intermediate)
 
 
-def _average_precision(fps, tps):
+def _pr_points(fps, tps):
     # scikit-learn's order: curve reversed to end at recall 0, so that the floats agree too.
     precision = np.r_[(tps / (tps + fps))[::-1], 1.0]
     recall = np.r_[(tps / tps[-1])[::-1], 0.0]
+    return precision, recall
+
+
+def pr_curve_from_counts(counts_in, counts_out):
+    """(precision, recall) as sklearn.metrics.precision_recall_curve gives them for the binned samples."""
+    return _pr_points(*_cumulative_counts(*_checked_counts(counts_in, counts_out)))
+
+
+def _average_precision(fps, tps):
+    precision, recall = _pr_points(fps, tps)
     return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
 
 

@@ -17,12 +17,14 @@ def entropy_maximization_loss(logits, target, pareto_alpha, num_classes=19, ood_
     """The Meta-OoD loss L (a 0-d tensor) of `logits` (B, C, H, W) against `target` (B, H, W).
 
     target holds train ids 0..C-1, `ood_id` for OoD-proxy pixels and `void_id` or -1 for ignored
-    pixels; any other value raises ValueError. `target` is left unchanged. Computed in float32
-    (float64 logits stay float64), also under bf16 autocast. The backward pass reuses the saved
-    log-probabilities as the gradient buffer, so the graph can be backpropagated only once.
+    pixels; any other value raises ValueError. `target` is left unchanged and may live on another
+    device than `logits`. Computed in float32 (float64 logits stay float64), also under bf16
+    autocast. The backward pass reuses the saved log-probabilities as the gradient buffer, so the
+    graph can be backpropagated only once.
     """
     _check_inputs(logits, target, num_classes)
     x = logits if logits.dtype == torch.float64 else logits.float()
+    target = target.to(x.device)
     classes, w_in, w_out = _pixel_weights(target, pareto_alpha, num_classes, ood_id, void_id, x.dtype)
     return _EntropyMaximization.apply(x, classes, w_in, w_out)
 

@@ -1,0 +1,256 @@
+"""Meta classification of predicted OoD segments and false-positive removal (METHOD.md §5).
+
+Pure functions on what the segment search computed for every image: the metrics of its predicted
+segments (dict key -> per-segment array, as `compute_metrics_components` returns them) and the
+components maps of predicted and ground-truth segments (+k on inner, -k on boundary pixels of
+segment k, 0 elsewhere). A logistic regression predicts from the metrics whether a segment is a
+false positive (iou0 = 1); cross-validation gives every segment an out-of-fold probability, and the
+segments predicted iou0 = 1 are removed.
+"""
+import dataclasses
+import logging
+from typing import NamedTuple, Optional
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+from sklearn.model_selection import KFold, LeaveOneGroupOut, LeaveOneOut, cross_val_predict
+
+logger = logging.getLogger(__name__)
+
+NOT_FEATURES = ("iou", "iou0", "prc")
+CV_SCHEMES = ("loo", "image", "kfold")
+STD_EPS = 1e-10
+THRESHOLD = 0.5  # removed if P(iou0 = 1) > 0.5, i.e. the argmax of the two classes (ties kept)
+
+
+class SegmentData(NamedTuple):
+    features: np.ndarray  # (n, d) float64, every column standardized over the data set
+    names: list  # the d feature names, sorted
+    iou0: np.ndarray  # (n,) int: 1 for a false-positive segment
+    image_index: np.ndarray  # (n,) int: the position of the segment's image in the input list
+
+
+def feature_names(metrics):
+    """The metric keys used as features: all but iou, iou0 and prc, sorted by name."""
+    return sorted(k for k in metrics if k not in NOT_FEATURES)
+
+
+def segment_data(metrics_per_image):
+    """Features, target and image index of every predicted segment of the data set.
+
+    As in the reference, each feature column is standardized, (x - mean) / (std + 1e-10), with
+    statistics over all segments (the held-out ones of any cross-validation fold included).
+    """
+    if not metrics_per_image:
+        raise ValueError("meta classifier: no image metrics given")
+    names = feature_names(metrics_per_image[0])
+    counts = [_segment_count(m, i, metrics_per_image[0].keys()) for i, m in enumerate(metrics_per_image)]
+    raw = np.array([np.concatenate([m[k] for m in metrics_per_image]) for k in names],
+                   dtype=np.float64).reshape(len(names), -1).T
+    bad = [name for name, ok in zip(names, np.isfinite(raw).all(axis=0)) if not ok]
+    if bad:
+        raise ValueError(f"meta classifier: metrics {bad} hold NaN or infinite values")
+    features = (raw - raw.mean(axis=0)) / (raw.std(axis=0) + STD_EPS) if len(raw) else raw
+    iou0 = np.concatenate([m["iou0"] for m in metrics_per_image]).astype(np.int64)
+    image_index = np.repeat(np.arange(len(counts)), counts)
+    return SegmentData(features, names, iou0, image_index)
+
+
+def _segment_count(metrics, index, expected_keys):
+    if metrics.keys() != expected_keys:
+        missing, extra = sorted(expected_keys - metrics.keys()), sorted(metrics.keys() - expected_keys)
+        raise ValueError(f"meta classifier: metrics of image {index} differ in keys from image 0's "
+                         f"(missing {missing}, extra {extra})")
+    lengths = {len(v) for v in metrics.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"meta classifier: metrics of image {index} have arrays of lengths "
+                         f"{sorted(lengths)}")
+    return lengths.pop()
+
+
+class LiblinearMetaClassifier(ClassifierMixin, BaseEstimator):
+    """LogisticRegression(solver="liblinear"), sklearn's defaults otherwise (L2, C = 1, intercept).
+
+    Trained on a single class (a degenerate training fold) it predicts that class with
+    probability 1 instead of failing.
+    """
+
+    def fit(self, features, target):
+        self.classes_ = np.unique(target)
+        self.model_ = (LogisticRegression(solver="liblinear").fit(features, target)
+                       if len(self.classes_) > 1 else None)
+        return self
+
+    def predict_proba(self, features):
+        if self.model_ is None:
+            return np.ones((len(features), 1))
+        return self.model_.predict_proba(features)
+
+    def predict(self, features):
+        return self.classes_[np.argmax(self.predict_proba(features), axis=1)]
+
+
+def cross_validation_splitter(cv, folds=5, seed=0):
+    """loo: leave one segment out (the paper's); image: leave one image out (groups = image
+    index, honest: no segment of the test image is seen in training); kfold: shuffled K folds."""
+    if cv == "loo":
+        return LeaveOneOut()
+    if cv == "image":
+        return LeaveOneGroupOut()
+    if cv == "kfold":
+        return KFold(n_splits=folds, shuffle=True, random_state=seed)
+    raise ValueError(f"meta classifier: cv must be one of {', '.join(CV_SCHEMES)}, got {cv!r}")
+
+
+def _check_splittable(data, cv, folds):
+    n, images = len(data.iou0), len(np.unique(data.image_index))
+    if cv == "loo" and n < 2:
+        raise ValueError(f"meta classifier: cv 'loo' needs at least 2 segments, got {n}")
+    if cv == "image" and images < 2:
+        raise ValueError(f"meta classifier: cv 'image' needs segments in at least 2 images, got {images}")
+    if cv == "kfold" and not 2 <= folds <= n:
+        raise ValueError(f"meta classifier: cv 'kfold' needs 2 <= folds <= segments, got folds {folds} "
+                         f"and {n} segments")
+
+
+def out_of_fold_probabilities(data, cv="loo", folds=5, seed=0, n_jobs=1):
+    """P(iou0 = 1) for every segment from the classifier trained on the folds that exclude it."""
+    if len(data.iou0) == 0:
+        return np.zeros(0)
+    splitter = cross_validation_splitter(cv, folds, seed)
+    _check_splittable(data, cv, folds)
+    groups = data.image_index if cv == "image" else None
+    logger.info("meta classifier: %d segments in %d images, cv %s (%d fits, %s jobs)", len(data.iou0),
+                len(np.unique(data.image_index)), cv,
+                splitter.get_n_splits(data.features, data.iou0, groups), n_jobs)
+    proba = cross_val_predict(LiblinearMetaClassifier(), data.features, data.iou0, groups=groups,
+                              cv=splitter, method="predict_proba", n_jobs=n_jobs)
+    classes = np.unique(data.iou0).tolist()  # cross_val_predict's column order
+    return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(data.iou0))
+
+
+def classifier_scores(iou0, probability):
+    """AUROC, AUPRC (average precision) and accuracy against iou0 (positive: iou0 = 1).
+
+    AUROC and AUPRC are None where iou0 holds a single class, accuracy where there is no segment.
+    """
+    one_class = len(np.unique(iou0)) < 2
+    return {
+        "auroc": None if one_class else float(roc_auc_score(iou0, probability)),
+        "auprc": None if one_class else float(average_precision_score(iou0, probability)),
+        "accuracy": float(accuracy_score(iou0, probability > THRESHOLD)) if len(iou0) else None,
+    }
+
+
+def uncovered_gt_segments(gt_components, components, kept):
+    """Ground-truth segments that no kept predicted segment overlaps (shares a pixel with).
+
+    gt_components, components: per image the components maps of ground-truth and predicted
+    segments; kept: per image a flag for each predicted segment (all True: the false negatives
+    before removal, i.e. gt segments with no predicted pixel). Summed over the images.
+    """
+    if not len(gt_components) == len(components) == len(kept):
+        raise ValueError(f"meta classifier: {len(gt_components)} gt and {len(components)} predicted "
+                         f"components maps, {len(kept)} kept-flag arrays; expected equal numbers")
+    return sum(_uncovered_in_image(gt_map, pred_map, flags, i)
+               for i, (gt_map, pred_map, flags) in enumerate(zip(gt_components, components, kept)))
+
+
+def _uncovered_in_image(gt_map, pred_map, kept, index):
+    if gt_map.shape != pred_map.shape:
+        raise ValueError(f"meta classifier: image {index}: gt components map {gt_map.shape} and "
+                         f"predicted components map {pred_map.shape} differ in shape")
+    gt_labels = np.abs(gt_map.astype(np.int64))
+    pred_labels = np.abs(pred_map.astype(np.int64))
+    n_pred = int(pred_labels.max(initial=0))
+    if n_pred != len(kept):
+        raise ValueError(f"meta classifier: image {index}: components map has {n_pred} segments "
+                         f"but {len(kept)} kept flags")
+    kept_pixel = np.concatenate([[False], np.asarray(kept, dtype=bool)])[pred_labels]
+    covered = np.unique(gt_labels[kept_pixel])
+    return int(gt_labels.max(initial=0)) - int(np.count_nonzero(covered))
+
+
+def per_image(values, image_index, n_images):
+    """Per-segment values split into one array per image."""
+    image_index = np.asarray(image_index, dtype=np.int64)
+    if image_index.size and image_index.max() >= n_images:
+        raise ValueError(f"meta classifier: a segment of image {image_index.max()}, but {n_images} images")
+    return [values[image_index == i] for i in range(n_images)]
+
+
+def fp_fn_counts(iou0, removed, image_index, components, gt_components):
+    """False positives and negatives before and after removing the `removed` segments.
+
+    FP: predicted segments with iou0 = 1 (before: all, after: the kept ones). FN: ground-truth
+    segments that no (kept) predicted segment overlaps. Also the removed true positives (iou0 = 0),
+    which the reference reported as "FP after".
+    """
+    is_fp, removed = np.asarray(iou0) == 1, np.asarray(removed, dtype=bool)
+    kept = per_image(~removed, image_index, len(components))
+    return {
+        "fp_before": int(np.count_nonzero(is_fp)),
+        "fn_before": uncovered_gt_segments(gt_components, components, [np.ones_like(k) for k in kept]),
+        "fp_after": int(np.count_nonzero(is_fp & ~removed)),
+        "fn_after": uncovered_gt_segments(gt_components, components, kept),
+        "removed_true_positives": int(np.count_nonzero(~is_fp & removed)),
+    }
+
+
+@dataclasses.dataclass
+class MetaClassifierResult:
+    """Scores, FP/FN counts before and after removal, and the per-segment decisions."""
+    cv: str
+    folds: int
+    seed: int
+    n_images: int
+    n_segments: int
+    auroc: Optional[float]
+    auprc: Optional[float]
+    accuracy: Optional[float]
+    fp_before: int  # predicted segments with iou0 = 1
+    fn_before: int  # gt segments with no predicted pixel
+    fp_after: int  # kept segments with iou0 = 1
+    fn_after: int  # gt segments that no kept segment overlaps
+    removed_true_positives: int  # removed segments with iou0 = 0
+    image_index: list  # per segment, in segment order within each image
+    iou0: list
+    probability: list  # out-of-fold P(iou0 = 1)
+    removed: list
+
+    def to_dict(self):
+        """Plain JSON-serializable data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**data)
+
+    def kept_per_image(self):
+        """Per image, a bool array with one kept flag per predicted segment."""
+        return per_image(~np.asarray(self.removed, dtype=bool), self.image_index, self.n_images)
+
+
+def meta_classifier_result(metrics_per_image, components, gt_components, cv="loo", folds=5, seed=0, n_jobs=1):
+    """Cross-validated meta classifier, false-positive removal and FP/FN counts of a data set.
+
+    metrics_per_image: per image the metrics of its predicted segments; components, gt_components:
+    per image the components maps of predicted and ground-truth segments (same order).
+    """
+    if not len(metrics_per_image) == len(components) == len(gt_components):
+        raise ValueError(f"meta classifier: metrics of {len(metrics_per_image)} images, {len(components)} "
+                         f"predicted and {len(gt_components)} gt components maps; expected equal numbers")
+    data = segment_data(metrics_per_image)
+    probability = out_of_fold_probabilities(data, cv, folds, seed, n_jobs)
+    removed = probability > THRESHOLD
+    result = MetaClassifierResult(
+        cv=cv, folds=folds, seed=seed, n_images=len(metrics_per_image), n_segments=len(data.iou0),
+        **classifier_scores(data.iou0, probability),
+        **fp_fn_counts(data.iou0, removed, data.image_index, components, gt_components),
+        image_index=data.image_index.tolist(), iou0=data.iou0.tolist(),
+        probability=probability.tolist(), removed=removed.tolist())
+    logger.info("meta classifier (%s): AUROC %s, FP %d -> %d, FN %d -> %d", cv, result.auroc,
+                result.fp_before, result.fp_after, result.fn_before, result.fn_after)
+    return result

@@ -48,3 +48,8 @@ def write_json(path, obj):
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)

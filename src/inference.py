@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from src import paths
 from src.atomic import atomic_path
+from src.dataset import build_dataset
 from src.errors import MetaOodError
-from src.dataset import build_evaluation_set
 from src.model import load_network
 from src.settings import RunConfig, init_ckpt_path
 
@@ -37,7 +37,7 @@ def network_checkpoint(cfg: RunConfig, epoch: int) -> str:
 
 
 class _Indexed(Dataset):
-    """Items of `dataset` at `indices`, each with its index and label ids."""
+    """Items of `dataset` at `indices`, each with its index; train ids as uint8 numpy."""
 
     def __init__(self, dataset, indices):
         self.dataset, self.indices = dataset, indices
@@ -48,7 +48,7 @@ class _Indexed(Dataset):
     def __getitem__(self, k):
         i = self.indices[k]
         image, target = self.dataset[i]
-        return i, image, target.numpy().astype(np.uint8), self.dataset.label_ids(i)
+        return i, image, target.numpy().astype(np.uint8)
 
 
 def _same_size_groups(batch):
@@ -57,6 +57,28 @@ def _same_size_groups(batch):
     for item in batch:
         groups.setdefault(tuple(item[1].shape), []).append(item)
     return list(groups.values())
+
+
+def network_outputs(model, dataset, indices, batch_size, num_workers, device, desc="inference"):
+    """Yields (index, logits float32 (C,H,W) on `device`, train ids uint8 (H,W)) per image, in batches."""
+    loader = DataLoader(_Indexed(dataset, indices), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=_same_size_groups)
+    with torch.inference_mode(), tqdm(total=len(indices), desc=desc, dynamic_ncols=True) as bar:
+        for groups in loader:
+            for group in groups:
+                logits = model(torch.stack([image for _, image, _ in group]).to(device)).float()
+                for (i, _, gt_train), z in zip(group, logits):
+                    yield i, z, gt_train
+                bar.update(len(group))
+
+
+def default_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def network_at_epoch(cfg: RunConfig, epoch: int, num_classes: int, device):
+    """The evaluated network of `epoch` (0: baseline), in eval mode on `device`."""
+    return load_network(cfg.MODEL, num_classes, network_checkpoint(cfg, epoch), device=device)
 
 
 def write_probs_file(path, probs, gt_train, gt_label, image_path, logits=None):
@@ -71,24 +93,18 @@ def write_probs_file(path, probs, gt_train, gt_label, image_path, logits=None):
 
 def write_probs(cfg: RunConfig, epoch: int) -> int:
     """Writes the probs files of every image of cfg.VALSET still missing; returns how many."""
-    dataset = build_evaluation_set(cfg)
+    dataset = build_dataset(cfg.VALSET, cfg)
     pending = [i for i in range(len(dataset)) if not os.path.exists(paths.probs_file(cfg, epoch, i))]
     logger.info("%s: %d of %d images to run through the network (%s)", cfg.VALSET, len(pending),
                 len(dataset), paths.probs_dir(cfg, epoch))
     if not pending:
         return 0
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_network(cfg.MODEL, dataset.num_classes, network_checkpoint(cfg, epoch), device=device)
-    loader = DataLoader(_Indexed(dataset, pending), batch_size=cfg.batch_size,
-                        num_workers=cfg.num_workers, collate_fn=_same_size_groups)
-    with torch.inference_mode(), tqdm(total=len(pending), desc="probs", dynamic_ncols=True) as bar:
-        for groups in loader:
-            for group in groups:
-                logits = model(torch.stack([item[1] for item in group]).to(device)).float()
-                probs = torch.softmax(logits, dim=1).cpu().numpy()
-                logits = logits.cpu().numpy() if cfg.store_logits else [None] * len(group)
-                for (i, _, gt_train, gt_label), p, z in zip(group, probs, logits):
-                    write_probs_file(paths.probs_file(cfg, epoch, i), p, gt_train, gt_label,
-                                     dataset.images[i], z)
-                bar.update(len(group))
+    device = default_device()
+    model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
+    for i, logits, gt_train in network_outputs(model, dataset, pending, cfg.batch_size, cfg.num_workers,
+                                               device, desc="probs"):
+        probs = torch.softmax(logits, dim=0).cpu().numpy()
+        stored_logits = logits.cpu().numpy() if cfg.store_logits else None
+        write_probs_file(paths.probs_file(cfg, epoch, i), probs, gt_train, dataset.label_ids(i),
+                         dataset.images[i], stored_logits)
     return len(pending)

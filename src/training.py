@@ -21,7 +21,7 @@ from tqdm import tqdm
 from src import paths
 from src.atomic import atomic_path
 from src.errors import MetaOodError
-from src.dataset import build_training_set
+from src.dataset import build_dataset, training_transform
 from src.loss import entropy_maximization_loss
 from src.model import load_network, checkpoint_state_dict, read_checkpoint
 from src.settings import RunConfig, init_ckpt_path
@@ -201,7 +201,7 @@ def train(cfg: RunConfig) -> TrainSummary:
         logger.info("configuration: %s", dataclasses.asdict(cfg))
         if start > cfg.training_starting_epoch:
             logger.info("resuming after epoch %d from %s", start, paths.checkpoint_path(cfg, start))
-    dataset = build_training_set(cfg)
+    dataset = build_dataset(cfg.TRAINSET, cfg, transform=training_transform(cfg.crop_size))
     ckpt = _initial_weights(cfg, start)
     torch.manual_seed(cfg.seed)  # the random start of --no_init_ckpt is reproducible too
     model = load_network(cfg.MODEL, dataset.num_classes, ckpt, device=proc.device, train=True)

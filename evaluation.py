@@ -1,0 +1,28 @@
+"""Step 3: evaluate OoD detection on an evaluation set, for the baseline and the OoD-trained network.
+
+    python evaluation.py [-val VALSET] [-epoch E] [-pixel] [-segment] [-miou] [--score SCORE]
+
+-pixel: AUROC, FPR95, AUPRC of the pixel-wise OoD score (paper and exact protocol);
+-segment: FP / FN segment counts before and after meta classification, component metrics;
+-miou: in-distribution mIoU on the Cityscapes val split. Without a flag: -pixel and -segment.
+Missing inputs (probs files, segment search, meta classifier) are computed first. Numbers go
+to a JSON file under <io_root>, pictures under <io_root>/plots; a table is printed.
+"""
+import sys
+
+from src.errors import run_main
+from src.evaluation import evaluate, results_table
+from src.settings import parse_run_config
+
+
+def main(argv=None):
+    cfg = parse_run_config("evaluation", argv)
+    every_stage = not (cfg.pixel_eval or cfg.segment_eval or cfg.miou)
+    results = evaluate(cfg, pixel=every_stage or cfg.pixel_eval, segment=every_stage or cfg.segment_eval,
+                       miou=cfg.miou)
+    print(f"\n{cfg.MODEL} on {cfg.VALSET}, entropy threshold {cfg.entropy_threshold}, score {cfg.score}")
+    print(results_table(results))
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

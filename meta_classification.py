@@ -1,0 +1,32 @@
+"""Step 2: OoD segments and their meta classification, on an evaluation set.
+
+    python meta_classification.py [-val VALSET] [-epoch E] [-threshold T] [-prepare] [-segment] [-removal]
+
+Stages (all three when none is named): -prepare writes the network's softmax per image,
+-segment computes the MetaSeg metrics of every predicted and ground-truth OoD segment,
+-removal cross-validates the meta classifier and removes the segments it flags as false
+positives. `-epoch 0` evaluates the baseline (--init_ckpt). Finished work is never redone.
+"""
+import sys
+
+from src.dataset import DATASETS
+from src.errors import run_main
+from src.fp_removal import remove_false_positives
+from src.inference import write_probs
+from src.segment_search import run_segment_search
+from src.settings import parse_run_config
+
+
+def main(argv=None):
+    cfg = parse_run_config("meta_classification", argv)
+    every_stage = not (cfg.pre_process or cfg.segment_search or cfg.fp_removal)
+    if every_stage or cfg.pre_process:
+        write_probs(cfg, cfg.val_epoch)
+    if every_stage or cfg.segment_search:
+        run_segment_search(cfg, cfg.val_epoch, DATASETS[cfg.VALSET].train_id_out)
+    if every_stage or cfg.fp_removal:
+        remove_false_positives(cfg, cfg.val_epoch)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

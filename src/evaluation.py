@@ -1,0 +1,245 @@
+"""Evaluation (METHOD.md §6), the stages behind evaluation.py.
+
+For the baseline (epoch 0) and the OoD-trained network (cfg.val_epoch) on cfg.VALSET:
+  pixel     histograms of the OoD score over in-distribution and OoD pixels -> AUROC, FPR95, AUPRC
+            (paper and exact protocol); plots of the histograms and of the ROC / PR curves
+  segment   FP / FN segment counts before and after meta classification, and the
+            SegmentMeIfYouCan component metrics (sIoU, PPV, F1) of the same predictions
+  miou      19-class mIoU of both networks on the Cityscapes val split
+Whatever an evaluation needs and is missing (probs files, segment search, meta classifier)
+is computed first; finished pieces are read back, so a re-run redoes nothing.
+"""
+import dataclasses
+import logging
+import math
+import os
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from src import paths
+from src.atomic import atomic_path, read_json, read_pickle, write_json
+from src.component_metrics import ComponentAccumulator
+from src.dataset import DATASETS, build_dataset
+from src.dataset.base import read_rgb
+from src.fp_removal import remove_false_positives, removed_segments
+from src.inference import default_device, network_at_epoch, network_outputs, write_probs
+from src.miou import class_ious, confusion_matrix, mean_iou
+from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_scores
+from src.plots import plot_image_panel, plot_roc_pr, plot_score_histograms
+from src.scores import SCORE_RANGES, score_map
+from src.segment_search import probs_indices, run_segment_search
+
+logger = logging.getLogger(__name__)
+
+RUN_LABELS = {"baseline": "baseline", "trained": "entropy training", "meta": "+ meta classification"}
+
+
+def evaluated_epochs(cfg):
+    """{'baseline': 0, 'trained': cfg.val_epoch} (only the baseline when val_epoch is 0)."""
+    return {"baseline": 0} if cfg.val_epoch == 0 else {"baseline": 0, "trained": cfg.val_epoch}
+
+
+def _read_probs_file(path, with_logits):
+    with h5py.File(path, "r") as f:
+        logits = f["logits"][()] if with_logits and "logits" in f else None
+        return f["probabilities"][()], f["gt_train_ids"][()], logits, f["image_path"][()].decode()
+
+
+def _score_of(cfg, path):
+    needs_logits = cfg.score in ("maxlogit", "energy")
+    probs, gt_train, logits, image_path = _read_probs_file(path, needs_logits)
+    if needs_logits and logits is None:
+        raise ValueError(f"{path} holds no logits, needed by --score {cfg.score}: delete the probs "
+                         "files and write them again with meta_classification.py -prepare --store_logits")
+    return score_map(cfg.score, probs=probs, logits=logits), gt_train, image_path
+
+
+# ---------------------------------------------------------------- pixel level
+
+def _histograms_file(cfg, epoch):
+    return os.path.join(paths.results_dir(cfg), f"histograms_{paths.epoch_pattern(cfg, epoch)}_"
+                                                f"{cfg.score}_bins{cfg.bins}.npz")
+
+
+def score_histograms(cfg, epoch):
+    """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached)."""
+    path = _histograms_file(cfg, epoch)
+    if os.path.exists(path):
+        with np.load(path) as saved:
+            return {p: tuple(saved[f"{p}_{k}"] for k in ("edges", "in", "out")) for p in PROTOCOLS}
+    write_probs(cfg, epoch)
+    value_range = SCORE_RANGES[cfg.score]
+    histograms = {"paper": ScoreHistogram(PAPER_BINS, value_range) if value_range else None,
+                  "exact": ScoreHistogram(cfg.bins, value_range)}
+    dataset = DATASETS[cfg.VALSET]
+    for i in tqdm(probs_indices(cfg, epoch), desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
+        score, gt_train, _ = _score_of(cfg, paths.probs_file(cfg, epoch, i))
+        values = pixel_scores(score, gt_train, dataset.train_id_in, dataset.train_id_out)
+        for histogram in filter(None, histograms.values()):
+            histogram.add(*values)
+    # The paper protocol is defined on 100 bins of a bounded score; an unbounded one gets the fine grid.
+    histograms["paper"] = histograms["paper"] or histograms["exact"]
+    result = {p: (h.edges, h.counts_in, h.counts_out) for p, h in histograms.items()}
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **{f"{p}_{k}": a for p, arrays in result.items()
+                         for k, a in zip(("edges", "in", "out"), arrays)})
+    return result
+
+
+def pixel_evaluation(cfg):
+    """{run: {protocol: {'auroc', 'fpr95', 'auprc'}}} and the histogram / ROC / PR plots."""
+    histograms = {run: score_histograms(cfg, epoch) for run, epoch in evaluated_epochs(cfg).items()}
+    results = {run: {protocol: PROTOCOLS[protocol](*h[protocol][1:]) for protocol in PROTOCOLS}
+               for run, h in histograms.items()}
+    title = f"{cfg.MODEL} on {cfg.VALSET}, score: {cfg.score}"
+    folder = paths.plots_dir(cfg)
+    plot_score_histograms(os.path.join(folder, f"score_histograms_{cfg.score}.png"),
+                          {RUN_LABELS[run]: h["exact"] for run, h in histograms.items()}, title,
+                          xlabel=f"OoD score ({cfg.score})")
+    plot_roc_pr(os.path.join(folder, f"roc_pr_{cfg.score}.png"),
+                {RUN_LABELS[run]: h["paper"][1:] for run, h in histograms.items()}, title, protocol="paper")
+    return results
+
+
+# ---------------------------------------------------------------- segment level
+
+def meta_classification(cfg, epoch):
+    """The saved meta classifier result of `epoch`, after running whatever stage is missing."""
+    write_probs(cfg, epoch)
+    run_segment_search(cfg, epoch, DATASETS[cfg.VALSET].train_id_out)
+    return remove_false_positives(cfg, epoch)
+
+
+def _component_metrics(cfg, epoch, removed):
+    """SegmentMeIfYouCan summaries of the entropy-threshold prediction and, after removing the
+    `removed` segments of each image, of the meta-classified one."""
+    dataset = DATASETS[cfg.VALSET]
+    before, after = ComponentAccumulator(), ComponentAccumulator()
+    for i in probs_indices(cfg, epoch):
+        components = np.abs(read_pickle(paths.components_file(cfg, epoch, i)))
+        with h5py.File(paths.probs_file(cfg, epoch, i), "r") as f:
+            gt_train = f["gt_train_ids"][()]
+        gt_ood, void = gt_train == dataset.train_id_out, gt_train == dataset.void_id
+        before.update(components > 0, gt_ood, void)
+        after.update((components > 0) & ~np.isin(components, list(removed[i])), gt_ood, void)
+    return before.summary(), after.summary()
+
+
+def segment_evaluation(cfg):
+    """{run: {'fp', 'fn', 'components': SegmentMeIfYouCan summary}} for baseline, trained, meta
+    (meta classification of the trained network; of the baseline when val_epoch is 0), plus
+    the meta classifier's own scores under 'meta_classifier'."""
+    results, classifier = {}, {}
+    for run, epoch in evaluated_epochs(cfg).items():
+        saved = meta_classification(cfg, epoch)
+        classifier[run] = {k: saved[k] for k in ("auroc", "auprc", "accuracy", "n_segments",
+                                                 "removed_true_positives", "cv")}
+        before, after = _component_metrics(cfg, epoch, removed_segments(saved))
+        results[run] = {"fp": saved["fp_before"], "fn": saved["fn_before"], "components": before}
+        results[f"{run}_meta"] = {"fp": saved["fp_after"], "fn": saved["fn_after"], "components": after}
+        _draw_panels(cfg, epoch, removed_segments(saved))
+    last = "trained" if "trained" in results else "baseline"
+    results["meta"] = results.pop(f"{last}_meta")
+    results["meta_classifier"] = classifier
+    return results
+
+
+def _draw_panels(cfg, epoch, removed):
+    """The picture of each of the first cfg.panels images (image, truth, score, segments)."""
+    dataset = DATASETS[cfg.VALSET]
+    pattern = paths.epoch_pattern(cfg, epoch)
+    for i in probs_indices(cfg, epoch)[:cfg.panels]:
+        path = os.path.join(paths.plots_dir(cfg), pattern, f"image_{i:04d}_{cfg.score}.png")
+        if os.path.exists(path):
+            continue
+        score, gt_train, image_path = _score_of(cfg, paths.probs_file(cfg, epoch, i))
+        plot_image_panel(path, read_rgb(image_path), gt_train, dataset.train_id_in, dataset.train_id_out,
+                         score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
+                         f"{cfg.VALSET} image {i}, {pattern}", score_range=SCORE_RANGES[cfg.score])
+
+
+# ---------------------------------------------------------------- in-distribution quality
+
+def _miou_file(cfg, epoch):
+    return os.path.join(paths.model_io_root(cfg), "miou", f"cityscapes_val_{paths.epoch_pattern(cfg, epoch)}.json")
+
+
+def miou_of_epoch(cfg, epoch):
+    """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached)."""
+    path = _miou_file(cfg, epoch)
+    if os.path.exists(path):
+        return read_json(path)
+    dataset = build_dataset("Cityscapes", cfg, split="val")
+    device = default_device()
+    model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
+    confusion = 0
+    for _, logits, gt_train in network_outputs(model, dataset, list(range(len(dataset))), cfg.batch_size,
+                                               cfg.num_workers, device, desc="mIoU"):
+        confusion = confusion + confusion_matrix(logits.argmax(0).cpu().numpy(), gt_train,
+                                                 dataset.num_classes, dataset.void_id)
+    result = {"miou": mean_iou(confusion), "class_iou": _json_safe(class_ious(confusion).tolist())}
+    write_json(path, result)
+    return result
+
+
+def miou_evaluation(cfg):
+    results = {run: miou_of_epoch(cfg, epoch) for run, epoch in evaluated_epochs(cfg).items()}
+    results["meta"] = results.get("trained", results["baseline"])  # meta classification keeps the network
+    return results
+
+
+# ---------------------------------------------------------------- results
+
+def evaluation_file(cfg):
+    return os.path.join(paths.results_dir(cfg), f"evaluation_{paths.epoch_pattern(cfg, cfg.val_epoch)}_"
+                                                f"t{cfg.entropy_threshold}_{cfg.score}.json")
+
+
+def _json_safe(value):
+    """NaN (a mean over nothing) becomes None: JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def results_table(results):
+    """The printed summary: one row per run, pixel metrics (paper protocol), segments, mIoU."""
+    header = f"{'':24}{'AUROC':>8}{'FPR95':>8}{'AUPRC':>8}{'FP':>7}{'FN':>7}{'mean F1':>9}{'mIoU':>8}"
+    rows = [header]
+    for run in ("baseline", "trained", "meta"):
+        pixel = results.get("pixel", {}).get("trained" if run == "meta" else run, {}).get("paper")
+        segment = results.get("segment", {}).get(run)
+        miou = results.get("miou", {}).get(run)
+        if not (pixel or segment or miou):
+            continue
+        cells = [_percent(pixel and pixel[k]) for k in ("auroc", "fpr95", "auprc")]
+        cells += [f"{segment[k]:>7}" if segment else f"{'-':>7}" for k in ("fp", "fn")]
+        cells.append(f"{_percent(segment and segment['components']['mean_f1']):>9}")
+        cells.append(_percent(miou and miou["miou"]))
+        rows.append(f"{RUN_LABELS[run]:24}" + "".join(f"{c:>8}" if len(c) < 8 else c for c in cells))
+    return "\n".join(rows)
+
+
+def _percent(value):
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def evaluate(cfg, pixel=True, segment=True, miou=False):
+    """Runs the chosen evaluations, saves every number with the configuration, returns them."""
+    results = {"config": dataclasses.asdict(cfg)}
+    if pixel:
+        results["pixel"] = pixel_evaluation(cfg)
+    if segment:
+        results["segment"] = segment_evaluation(cfg)
+    if miou:
+        results["miou"] = miou_evaluation(cfg)
+    results = _json_safe(results)
+    write_json(evaluation_file(cfg), results)
+    logger.info("results saved to %s, pictures in %s", evaluation_file(cfg), paths.plots_dir(cfg))
+    return results

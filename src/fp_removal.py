@@ -1,0 +1,77 @@
+"""False-positive removal stage of meta classification (METHOD.md §5), on the segment search's files.
+
+Reads every image's metrics and components pickles, runs the cross-validated meta classifier
+and saves its scores, FP/FN counts and per-segment decisions as one JSON file
+(`paths.meta_classifier_file`). An existing result is read back instead of recomputed.
+"""
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from src import paths
+from src.atomic import read_json, read_pickle, write_json
+from src.errors import MetaOodError
+from src.meta_classifier import MetaClassifierResult, meta_classifier_result
+from src.segment_search import output_files, probs_indices
+
+logger = logging.getLogger(__name__)
+
+
+class _Pickles(Sequence):
+    """The pickles at `files`, read on access: components maps of a whole data set would not fit."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, k):
+        return read_pickle(self.files[k])
+
+
+def segment_search_files(cfg, epoch):
+    """(image indices, [metrics, components, gt metrics, gt components] files per image)."""
+    indices = probs_indices(cfg, epoch)
+    files = [output_files(cfg, epoch, i) for i in indices]
+    missing = [f for group in files for f in group if not os.path.exists(f)]
+    if missing:
+        raise MetaOodError(f"segment search outputs missing ({len(missing)} files, e.g. {missing[0]}): "
+                           "run meta_classification.py -segment first")
+    return indices, files
+
+
+def remove_false_positives(cfg, epoch) -> dict:
+    """The meta classifier's result for (cfg, epoch) as saved: MetaClassifierResult fields plus
+    `image_ids`, the probs-file index of each position of `image_index`."""
+    path = paths.meta_classifier_file(cfg, epoch)
+    if os.path.exists(path):
+        logger.info("meta classifier result exists: %s", path)
+        return read_json(path)
+    indices, files = segment_search_files(cfg, epoch)
+    metrics = [read_pickle(group[0]) for group in files]
+    components = _Pickles([group[1] for group in files])
+    gt_components = _Pickles([group[3] for group in files])
+    result = meta_classifier_result(metrics, components, gt_components, cv=cfg.cv, folds=cfg.folds,
+                                    seed=cfg.seed, n_jobs=cfg.segment_workers)
+    saved = {"image_ids": indices, **result.to_dict()}
+    write_json(path, saved)
+    logger.info("meta classifier: %d segments, AUROC %s, AUPRC %s, accuracy %s; FP %d -> %d, "
+                "FN %d -> %d (%d true positives removed); saved %s", result.n_segments,
+                _percent(result.auroc), _percent(result.auprc), _percent(result.accuracy),
+                result.fp_before, result.fp_after, result.fn_before, result.fn_after,
+                result.removed_true_positives, path)
+    return saved
+
+
+def removed_segments(saved: dict) -> dict:
+    """Probs-file index -> ids k (1-based, as in the components maps) of the removed segments."""
+    result = MetaClassifierResult.from_dict({k: v for k, v in saved.items() if k != "image_ids"})
+    return {image: set((np.flatnonzero(~kept) + 1).tolist())
+            for image, kept in zip(saved["image_ids"], result.kept_per_image())}
+
+
+def _percent(value):
+    return "n/a" if value is None else f"{100 * value:.2f}%"

@@ -58,7 +58,7 @@ LAF_NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)
 STYLE = {
     ROAD: ((82, 82, 88), 6, 6, 4, 24),
     SIDEWALK: ((160, 140, 148), 8, 3, 5, 12),
-    BUILDING: ((135, 126, 116), 18, 4, 8, 16),
+    BUILDING: ((135, 126, 116), 12, 4, 8, 16),
     WALL: ((178, 174, 165), 8, 3, 4, 8),
     FENCE: ((125, 115, 95), 8, 4, 3, 8),
     POLE: ((95, 95, 98), 8, 3, 2, 8),
@@ -360,22 +360,28 @@ def paint_roadside(c: Canvas, rng, ground: Ground, bottom_x) -> None:
         c.image[mortar] *= 0.9
     else:
         xx = np.arange(w)[None, :]
-        c.paint_class(rng, band & (xx % 4 < 2), FENCE)
+        c.paint_class(rng, band & (xx % 6 < 3), FENCE)
+
+
+def standing_place(rng, ground: Ground, allowed: np.ndarray, low, high):
+    """(row, column) of a random foot point in `allowed`, on a random row between the fractions
+    low and high of the ground; None when that row has no allowed pixel."""
+    foot = ground.random_row(rng, low, high)
+    columns = np.flatnonzero(allowed[int(foot)])
+    return (foot, columns[rng.integers(columns.size)]) if columns.size else None
 
 
 def paint_pole(c: Canvas, rng, ground: Ground, road: np.ndarray) -> None:
     """A pole on a sidewalk, with a traffic sign or a traffic light on top."""
-    foot = ground.random_row(rng, 0.2, 0.9)
-    row = int(foot)
-    beside = np.flatnonzero((c.ids[row] == SIDEWALK) & ~road[row])
-    if beside.size == 0:
+    place = standing_place(rng, ground, (c.ids == SIDEWALK) & ~road, 0.2, 0.9)
+    if place is None:
         return
+    foot, x = place
     s = ground.scale(foot)
-    x = beside[rng.integers(beside.size)]
     height = (c.shape[0] - ground.horizon) * rng.uniform(1.0, 1.6) * s
-    half = max(0.5, 1.2 * s)
+    half = max(1.0, 1.8 * s)
     c.paint_class(rng, rect_mask(c.shape, foot - height, foot, x - half, x + half + 1), POLE)
-    size = max(2.0, 6 * s)
+    size = max(3.0, 8 * s)
     top = foot - height
     if rng.random() < 0.5:
         plate = ellipse_mask(c.shape, top, x, size, size) if rng.random() < 0.5 else \
@@ -391,13 +397,11 @@ def paint_pole(c: Canvas, rng, ground: Ground, road: np.ndarray) -> None:
 
 
 def paint_car(c: Canvas, rng, ground: Ground, road: np.ndarray) -> None:
-    foot = ground.random_row(rng, 0.1, 0.85)
-    row = int(foot)
-    on_road = np.flatnonzero(road[row])
-    if on_road.size == 0:
+    place = standing_place(rng, ground, road, 0.1, 0.85)
+    if place is None:
         return
+    foot, x = place
     height = (c.shape[0] - ground.horizon) * 0.45 * ground.scale(foot)
-    x = on_road[rng.integers(on_road.size)]
     half = 0.85 * height
     colour = np.asarray(CAR_COLOURS[rng.integers(len(CAR_COLOURS))]) + rng.normal(0, 6, 3)
     body = rect_mask(c.shape, foot - 0.6 * height, foot - 0.12 * height, x - half, x + half)
@@ -413,13 +417,11 @@ def paint_car(c: Canvas, rng, ground: Ground, road: np.ndarray) -> None:
 
 
 def paint_person(c: Canvas, rng, ground: Ground, road: np.ndarray) -> None:
-    foot = ground.random_row(rng, 0.15, 0.9)
-    row = int(foot)
-    walk = np.flatnonzero((c.ids[row] == SIDEWALK) & ~road[row])
-    if walk.size == 0:
+    place = standing_place(rng, ground, (c.ids == SIDEWALK) & ~road, 0.15, 0.9)
+    if place is None:
         return
+    foot, x = place
     height = (c.shape[0] - ground.horizon) * 0.75 * ground.scale(foot)
-    x = walk[rng.integers(walk.size)]
     half = max(0.75, 0.13 * height)
     clothes = np.asarray(CLOTHING[rng.integers(len(CLOTHING))]) + rng.normal(0, 8, 3)
     c.paint(rect_mask(c.shape, foot - 0.48 * height, foot, x - half, x + half), PERSON, (45, 45, 55))
@@ -437,7 +439,7 @@ def street_scene(rng, shape, traffic: bool = True) -> tuple:
     paint_buildings(c, rng, ground)
     paint_trees(c, rng, ground)
     road = paint_ground(c, rng, ground)
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(2, 5)):
         paint_pole(c, rng, ground, road)
     if traffic:
         for _ in range(rng.integers(0, 4)):
@@ -599,11 +601,11 @@ def decoded(segmentation, shape) -> np.ndarray:
 
 
 def coco_segmentations(rng, shape, crowd: bool) -> list:
-    """(segmentation, iscrowd) of 3..8 objects, polygons and RLE alternating, plus a crowd region."""
+    """(segmentation, iscrowd) of 6..14 objects, polygons and RLE alternating, plus a crowd region."""
     h, w = shape
     out = []
-    for k in range(rng.integers(3, 9)):
-        radius = float(np.exp(rng.uniform(np.log(12), np.log(0.35 * min(h, w)))))
+    for k in range(rng.integers(6, 15)):
+        radius = float(np.exp(rng.uniform(np.log(5), np.log(0.3 * min(h, w)))))
         cy, cx = rng.uniform(radius, h - radius), rng.uniform(radius, w - radius)
         if k % 2 == 0:
             out.append(([[v for point in unfamiliar_polygon(rng, cy, cx, radius) for v in point]], 0))
@@ -657,12 +659,18 @@ def make_coco(root, count: int, seed: int, year: str = "2017", split: str = "tra
         json.dump(data, f, separators=(",", ":"))
 
 
+def demo_roots(root) -> dict:
+    """The root of each data set below `root`, by data set name."""
+    root = str(root)
+    return {"Cityscapes": os.path.join(root, "cityscapes"), "COCO": os.path.join(root, "COCO", "2017"),
+            "LostAndFound": os.path.join(root, "lost_and_found"), "Fishyscapes": os.path.join(root, "fishyscapes")}
+
+
 def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train: int = 80,
                    n_cityscapes_val: int = 16, n_coco: int = 40, n_lostandfound: int = 16,
                    n_fishyscapes: int = 8, seed: int = 0) -> dict:
     """Writes the four data sets under `root`; returns their roots by data set name."""
-    roots = {"Cityscapes": os.path.join(root, "cityscapes"), "COCO": os.path.join(root, "COCO", "2017"),
-             "LostAndFound": os.path.join(root, "lost_and_found"), "Fishyscapes": os.path.join(root, "fishyscapes")}
+    roots = demo_roots(root)
     shape = (height, width)
     make_cityscapes(roots["Cityscapes"], {"train": n_cityscapes_train, "val": n_cityscapes_val}, shape, seed)
     make_coco(roots["COCO"], n_coco, seed)

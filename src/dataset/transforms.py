@@ -38,8 +38,9 @@ def _to_normalized_float(mean, std):
 
 def training_transform(crop_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
     """Random horizontal flip, then a random square crop (after ResizeIfSmaller), then normalize."""
-    return v2.Compose([v2.RandomHorizontalFlip(), ResizeIfSmaller(crop_size), v2.RandomCrop(crop_size),
-                       *_to_normalized_float(mean, std)])
+    # After ResizeIfSmaller the crop never pads; were it to, labels would be padded with void.
+    crop = v2.RandomCrop(crop_size, fill={tv_tensors.Mask: 255, "others": 0})
+    return v2.Compose([v2.RandomHorizontalFlip(), ResizeIfSmaller(crop_size), crop, *_to_normalized_float(mean, std)])
 
 
 def evaluation_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:

@@ -60,7 +60,7 @@ STYLE = {
     SIDEWALK: ((160, 140, 148), 8, 3, 5, 12),
     BUILDING: ((135, 126, 116), 12, 4, 8, 16),
     WALL: ((178, 174, 165), 8, 3, 4, 8),
-    FENCE: ((125, 115, 95), 8, 4, 3, 8),
+    FENCE: ((105, 115, 130), 6, 2, 2, 8),
     POLE: ((95, 95, 98), 8, 3, 2, 8),
     LIGHT: ((35, 35, 38), 4, 3, 2, 8),
     SIGN: ((35, 65, 155), 10, 3, 3, 8),
@@ -359,8 +359,8 @@ def paint_roadside(c: Canvas, rng, ground: Ground, bottom_x) -> None:
         mortar = band & (yy % 4 == 0)
         c.image[mortar] *= 0.9
     else:
-        xx = np.arange(w)[None, :]
-        c.paint_class(rng, band & (xx % 6 < 3), FENCE)
+        yy, xx = np.ogrid[0:h, 0:w]
+        c.paint_class(rng, band & ((xx % 6 < 3) | (yy % 7 == 0)), FENCE)  # posts and rails
 
 
 def standing_place(rng, ground: Ground, allowed: np.ndarray, low, high):

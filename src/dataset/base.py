@@ -46,8 +46,8 @@ def image_size(path: str) -> tuple:
         raise DatasetError(f"cannot read image {path}: {err}") from err
 
 
-def check_same_size(image_path: str, label_path: str) -> None:
-    image, label = image_size(image_path), image_size(label_path)
+def require_same_size(image_path: str, image: tuple, label_path: str, label: tuple) -> None:
+    """`image` and `label` are (width, height) sizes."""
     if image != label:
         raise DatasetError(f"image and label sizes differ: {image_path} is {image[0]}x{image[1]}, "
                            f"{label_path} is {label[0]}x{label[1]}")
@@ -69,7 +69,7 @@ def read_label(path: str) -> np.ndarray:
             label = np.array(im)
     except (OSError, SyntaxError) as err:
         raise DatasetError(f"cannot read label {path}: {err}") from err
-    if label.ndim != 2 or label.min(initial=0) < 0 or label.max(initial=0) > 255:
+    if label.ndim != 2 or (label.dtype != np.uint8 and (label.min(initial=0) < 0 or label.max(initial=0) > 255)):
         raise DatasetError(f"label {path} is not a single-channel image of values 0..255")
     return label.astype(np.uint8, copy=False)
 
@@ -97,7 +97,7 @@ class SegmentationDataset(Dataset):
         self.transform = transform or evaluation_transform(self.mean, self.std)
         if check_sizes:
             for image, target in zip(images, targets):
-                check_same_size(image, target)
+                require_same_size(image, image_size(image), target, image_size(target))
 
     @property
     def image_paths(self) -> list:
@@ -117,10 +117,7 @@ class SegmentationDataset(Dataset):
     def raw_item(self, i: int) -> tuple:
         """uint8 image (H,W,3) and uint8 train ids (H,W), before any transform."""
         image, label = read_rgb(self.images[i]), self.train_ids(i)
-        if image.shape[:2] != label.shape:
-            raise DatasetError(f"image and label sizes differ: {self.images[i]} is "
-                               f"{image.shape[1]}x{image.shape[0]}, {self.targets[i]} is "
-                               f"{label.shape[1]}x{label.shape[0]}")
+        require_same_size(self.images[i], image.shape[1::-1], self.targets[i], label.shape[::-1])
         return image, label
 
     def __getitem__(self, i: int):

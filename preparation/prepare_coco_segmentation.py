@@ -1,0 +1,156 @@
+"""Writes the COCO OoD-proxy masks (METHOD.md §1).
+
+For every image of <coco_root>/annotations/instances_<split><year>.json that contains no
+instance of a class Cityscapes also has and whose sides are both >= --min_image_size:
+<coco_root>/annotations/ood_seg_<split><year>/<id:012d>.png, 8-bit, 254 on every annotated
+pixel (crowd regions included), 0 elsewhere. Masks already written are skipped, so an
+interrupted run can simply be started again.
+"""
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pycocotools.coco import COCO
+from tqdm import tqdm
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import config  # noqa: E402
+from src.atomic import atomic_path  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+EXCLUDED_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign")
+TRAIN_ID_OUT = 254
+TRAIN_ID_IN = 0
+REQUIRED_KEYS = {
+    "images": ("id", "height", "width"),
+    "annotations": ("id", "image_id", "category_id", "segmentation"),
+    "categories": ("id", "name"),
+}
+
+
+class CocoAnnotationError(ValueError):
+    """An annotation file that is missing or not in the COCO instances format."""
+
+
+def annotation_file(coco_root: str, split: str, year: str) -> str:
+    return os.path.join(coco_root, "annotations", f"instances_{split}{year}.json")
+
+
+def masks_dir(coco_root: str, split: str, year: str) -> str:
+    return os.path.join(coco_root, "annotations", f"ood_seg_{split}{year}")
+
+
+def read_annotations(path: str) -> dict:
+    """The parsed annotation file, checked for what the mask writing needs."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise CocoAnnotationError(f"COCO annotation file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CocoAnnotationError(f"COCO annotation file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CocoAnnotationError(f"COCO annotation file {path}: expected a JSON object at the top level")
+    for section, keys in REQUIRED_KEYS.items():
+        entries = data.get(section)
+        if not isinstance(entries, list):
+            raise CocoAnnotationError(f"COCO annotation file {path}: no '{section}' list")
+        for n, entry in enumerate(entries):
+            missing = [k for k in keys if not isinstance(entry, dict) or k not in entry]
+            if missing:
+                raise CocoAnnotationError(f"COCO annotation file {path}: entry {n} of '{section}' "
+                                          f"lacks {', '.join(repr(k) for k in missing)}")
+    return data
+
+
+def coco_index(data: dict):
+    """A pycocotools COCO object over already-parsed annotations."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints progress lines
+        coco.createIndex()
+    return coco
+
+
+def selected_image_ids(coco, min_image_size: int) -> list:
+    """Images without any instance of an excluded class and with both sides >= min_image_size."""
+    excluded = set(coco.getCatIds(catNms=list(EXCLUDED_CLASSES)))
+    keep = []
+    for image_id in sorted(coco.getImgIds()):
+        info = coco.imgs[image_id]
+        if min(info["height"], info["width"]) < min_image_size:
+            continue
+        if any(coco.anns[a]["category_id"] in excluded for a in coco.getAnnIds(imgIds=image_id, iscrowd=None)):
+            continue
+        keep.append(image_id)
+    return keep
+
+
+def ood_mask(coco, image_id: int) -> np.ndarray:
+    """uint8 (H,W): TRAIN_ID_OUT on the union of every annotation of the image, TRAIN_ID_IN elsewhere."""
+    info = coco.imgs[image_id]
+    covered = np.zeros((info["height"], info["width"]), dtype=bool)
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None)):
+        covered |= coco.annToMask(ann).astype(bool)
+    return np.where(covered, TRAIN_ID_OUT, TRAIN_ID_IN).astype(np.uint8)
+
+
+def write_png(path: str, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def prepare_coco_segmentation(coco_root: str, split: str = "train", year=None, min_image_size: int = 480) -> int:
+    """Writes the missing masks of the selected images; returns how many it wrote."""
+    coco_root = os.path.normpath(coco_root)
+    year = year or os.path.basename(coco_root)
+    path = annotation_file(coco_root, split, year)
+    coco = coco_index(read_annotations(path))
+    image_ids = selected_image_ids(coco, min_image_size)
+    out_dir = masks_dir(coco_root, split, year)
+    logger.info("%d of %d images of %s kept (no excluded class, sides >= %d); masks in %s",
+                len(image_ids), len(coco.imgs), path, min_image_size, out_dir)
+    written = 0
+    for image_id in tqdm(image_ids, desc="COCO OoD masks", unit="img"):
+        target = os.path.join(out_dir, f"{image_id:012d}.png")
+        if not os.path.exists(target):
+            write_png(target, ood_mask(coco, image_id))
+            written += 1
+    logger.info("%d masks written, %d already there", written, len(image_ids) - written)
+    return written
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--coco_root", default=config.COCO_ROOT,
+                        help="COCO root ending in the year (default: config.COCO_ROOT = %(default)s)")
+    parser.add_argument("--split", default="train", help="annotation split (default: %(default)s)")
+    parser.add_argument("--year", default=None, help="default: the last path component of --coco_root")
+    parser.add_argument("--min_image_size", type=int, default=480,
+                        help="smallest height and width kept, in pixels (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args = parse_args(argv)
+    try:
+        prepare_coco_segmentation(args.coco_root, args.split, args.year, args.min_image_size)
+    except CocoAnnotationError as err:
+        logger.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Cityscapes (in-distribution): leftImg8bit/<split>/<city>/<name>_leftImg8bit.png with
+gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png, or _labelIds.png mapped on the fly."""
+from torchvision.datasets import Cityscapes as _TorchvisionCityscapes
+
+from src.dataset.base import VOID_ID, CityLayoutDataset, lookup_table
+
+# The official label table (cityscapesscripts' helpers.labels, as torchvision ships it);
+# its train ids 255 and -1 (license plate, id -1: never in a label image) are void.
+LABEL_TO_TRAIN_ID = lookup_table((c.id, c.train_id) for c in _TorchvisionCityscapes.classes
+                                 if c.id >= 0 and c.train_id not in (VOID_ID, -1))
+
+
+class Cityscapes(CityLayoutDataset):
+    label_folder = "gtFine"
+    lut = LABEL_TO_TRAIN_ID
+
+    def __init__(self, root: str, split: str = "train", transform=None):
+        super().__init__(root, split, transform)
+
+    @classmethod
+    def from_config(cls, cfg, split=None, transform=None):
+        return cls(cfg.cityscapes_root, split or "train", transform)

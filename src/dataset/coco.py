@@ -1,0 +1,30 @@
+"""COCO as the OoD proxy: images <root>/<split><year>/<id:012d>.jpg with the masks that
+preparation/prepare_coco_segmentation.py writes, <root>/annotations/ood_seg_<split><year>/<id:012d>.png
+(254 on annotated pixels, 0 elsewhere). The root ends in the year, e.g. .../COCO/2017."""
+import os
+
+from src.dataset.base import SegmentationDataset, find_files, require_dir, require_file
+
+
+class COCO(SegmentationDataset):
+    train_id_in = 0
+    train_id_out = 254
+
+    def __init__(self, root: str, split: str = "train", transform=None):
+        root = os.path.normpath(root)
+        year = os.path.basename(root)
+        masks_dir = os.path.join(root, "annotations", f"ood_seg_{split}{year}")
+        pattern = os.path.join(masks_dir, "<id:012d>.png")
+        require_dir(root, "COCO root (ending in the year)", pattern)
+        require_dir(masks_dir, "prepared COCO masks (run preparation/prepare_coco_segmentation.py)", pattern)
+        targets = find_files(os.path.join(masks_dir, "*.png"))
+        images = [require_file(os.path.join(root, f"{split}{year}", os.path.basename(t)[:-4] + ".jpg"),
+                               "image file", t) for t in targets]
+        self.root, self.split, self.year = root, split, year
+        # Sizes are checked when an item is loaded, not here: the prepared training split has
+        # tens of thousands of files and the trainer only ever loads a subset of them per epoch.
+        super().__init__(images, targets, transform, check_sizes=False)
+
+    @classmethod
+    def from_config(cls, cfg, split=None, transform=None):
+        return cls(cfg.coco_root, split or "train", transform)

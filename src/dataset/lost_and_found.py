@@ -1,0 +1,27 @@
+"""LostAndFound (evaluation): leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png with
+gtCoarse/<split>/<city>/<base>_gtCoarse_labelIds.png (or a pre-generated _labelTrainIds.png)."""
+from src.dataset.base import CityLayoutDataset, lookup_table
+
+FREE_ID = 1
+OBJECT_IDS = (*range(2, 31), 32, 35, 40, 41, 42)
+NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)
+TRAIN_ID_IN, TRAIN_ID_OUT, TRAIN_ID_NEITHER = 1, 2, 0
+# 0 (unlabeled: off the road) and any id not listed are void. Non-hazards get 0: neither
+# in-distribution (1) nor OoD (2), so pixel metrics skip them and segments do not count them as OoD.
+LABEL_TO_TRAIN_ID = lookup_table([(FREE_ID, TRAIN_ID_IN)] + [(i, TRAIN_ID_OUT) for i in OBJECT_IDS]
+                                 + [(i, TRAIN_ID_NEITHER) for i in NON_HAZARD_IDS])
+
+
+class LostAndFound(CityLayoutDataset):
+    train_id_in = TRAIN_ID_IN
+    train_id_out = TRAIN_ID_OUT
+    label_folder = "gtCoarse"
+    name_pattern = "<city>_<seq>_<frame>"
+    lut = LABEL_TO_TRAIN_ID
+
+    def __init__(self, root: str, split: str = "test", transform=None):
+        super().__init__(root, split, transform)
+
+    @classmethod
+    def from_config(cls, cfg, split=None, transform=None):
+        return cls(cfg.lostandfound_root, split or "test", transform)

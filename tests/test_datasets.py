@@ -1,0 +1,372 @@
+"""The data sets on generated data: sizes, dtypes, label values, id mappings, the training mix,
+the joint transforms, and the messages for folders without the expected layout."""
+import dataclasses
+import glob
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from src.dataset import (COCO, DATASETS, Cityscapes, CityscapesCOCO, DatasetError, Fishyscapes, LostAndFound,
+                         build_dataset)
+from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_transform, training_transform
+from src.settings import default_config
+from tests.fixtures_data import TINY, demo_data, demo_raw  # noqa: F401
+
+H, W = TINY["height"], TINY["width"]
+CITYSCAPES_VALUES = set(range(19)) | {255}
+LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42]
+LAF_NON_HAZARDS = [31, 33, 34, 36, 37, 38, 39]
+N_COCO_KEPT = 5
+
+
+def values(dataset) -> set:
+    return set().union(*(np.unique(dataset.raw_item(i)[1]).tolist() for i in range(len(dataset))))
+
+
+def unnormalized(image: torch.Tensor) -> np.ndarray:
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    return ((image * std + mean) * 255).permute(1, 2, 0).numpy()
+
+
+def check_item(dataset, i, shape):
+    image, target = dataset[i]
+    assert image.shape == (3, *shape) and image.dtype == torch.float32
+    assert target.shape == shape and target.dtype == torch.int64
+    raw_image, raw_target = dataset.raw_item(i)
+    np.testing.assert_allclose(unnormalized(image), raw_image, atol=1e-3)  # normalized with ImageNet stats
+    np.testing.assert_array_equal(target.numpy(), raw_target)
+
+
+# ---------------------------------------------------------------- each data set
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_cityscapes(demo_data, split):
+    ds = Cityscapes(demo_data["Cityscapes"], split)
+    assert len(ds) == TINY[f"n_cityscapes_{split}"] == len(ds.image_paths)
+    assert (ds.num_classes, ds.void_id) == (19, 255)
+    check_item(ds, 0, (H, W))
+    assert {0, 1, 2, 10, 255} <= values(ds) <= CITYSCAPES_VALUES
+    assert all(t.endswith("_gtFine_labelTrainIds.png") for t in ds.targets)
+    for i in range(len(ds)):
+        np.testing.assert_array_equal(ds.train_ids(i), np.array(Image.open(ds.targets[i])))
+
+
+def test_cityscapes_label_ids_give_the_train_ids(demo_data, tmp_path):
+    root = tmp_path / "cityscapes"
+    shutil.copytree(demo_data["Cityscapes"], root)
+    for path in glob.glob(str(root / "gtFine" / "*" / "*" / "*_labelTrainIds.png")):
+        os.remove(path)
+    with_train_ids, from_label_ids = Cityscapes(demo_data["Cityscapes"]), Cityscapes(str(root))
+    assert all(t.endswith("_gtFine_labelIds.png") for t in from_label_ids.targets)
+    for i in range(len(with_train_ids)):
+        np.testing.assert_array_equal(from_label_ids[i][1], with_train_ids[i][1])
+        np.testing.assert_array_equal(from_label_ids.label_ids(i), np.array(Image.open(from_label_ids.targets[i])))
+
+
+def test_coco(demo_data):
+    ds = COCO(demo_data["COCO"])
+    assert len(ds) == N_COCO_KEPT and (ds.train_id_in, ds.train_id_out) == (0, 254)
+    image, target = ds[0]
+    assert image.shape[0] == 3 and min(image.shape[1:]) >= 480 and target.shape == image.shape[1:]
+    assert values(ds) == {0, 254}
+    assert [os.path.basename(p)[:-4] for p in ds.images] == [os.path.basename(p)[:-4] for p in ds.targets]
+
+
+def test_lost_and_found(demo_data):
+    ds = LostAndFound(demo_data["LostAndFound"])
+    assert len(ds) == TINY["n_lostandfound"] and (ds.train_id_in, ds.train_id_out) == (1, 2)
+    check_item(ds, 0, (H, W))
+    assert {1, 2, 255} <= values(ds) <= {0, 1, 2, 255}
+    for i in range(len(ds)):
+        label_ids = ds.label_ids(i)
+        assert label_ids.dtype == np.uint8 and label_ids.shape == (H, W)
+        assert set(np.unique(label_ids).tolist()) & set(LAF_OBJECTS)
+
+
+@pytest.mark.parametrize("split", ["Static", "LostAndFound"])
+def test_fishyscapes(demo_data, split):
+    ds = Fishyscapes(demo_data["Fishyscapes"], split)
+    assert len(ds) == TINY["n_fishyscapes"] and (ds.train_id_in, ds.train_id_out) == (0, 1)
+    check_item(ds, 0, (H, W))
+    assert values(ds) == {0, 1, 255}
+    assert all(p.endswith(".jpg") for p in ds.image_paths)
+    np.testing.assert_array_equal(ds.label_ids(0), np.zeros((H, W), np.uint8))
+
+
+# ---------------------------------------------------------------- LostAndFound label ids
+
+def laf_with_label(root, label: np.ndarray, train_ids=None) -> LostAndFound:
+    name = "city_000000_000010"
+    Image.fromarray(np.zeros((*label.shape, 3), np.uint8)).save(_folder(root, "leftImg8bit") / f"{name}_leftImg8bit.png")
+    Image.fromarray(label).save(_folder(root, "gtCoarse") / f"{name}_gtCoarse_labelIds.png")
+    if train_ids is not None:
+        Image.fromarray(train_ids).save(_folder(root, "gtCoarse") / f"{name}_gtCoarse_labelTrainIds.png")
+    return LostAndFound(str(root))
+
+
+def _folder(root, kind):
+    folder = root / kind / "test" / "city"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize("ids, train_id", [
+    ([0, 43, 100, 254, 255], 255),  # unlabeled (and any id not in the table): void
+    ([1], 1),  # free road: in-distribution
+    (LAF_OBJECTS, 2),  # obstacles: OoD
+    (LAF_NON_HAZARDS, 0),  # random non-hazards: neither
+], ids=["void", "free", "objects", "non_hazards"])
+def test_lost_and_found_id_mapping(tmp_path, ids, train_id):
+    label = np.array([ids * 2], dtype=np.uint8)
+    ds = laf_with_label(tmp_path, label)
+    np.testing.assert_array_equal(ds[0][1].numpy(), np.full(label.shape, train_id))
+    np.testing.assert_array_equal(ds.label_ids(0), label)
+
+
+def test_lost_and_found_prefers_train_ids_file(tmp_path):
+    label = np.array([[1, 5, 31, 0]], dtype=np.uint8)
+    train_ids = np.array([[255, 1, 2, 0]], dtype=np.uint8)
+    ds = laf_with_label(tmp_path, label, train_ids)
+    np.testing.assert_array_equal(ds[0][1].numpy(), train_ids)
+    np.testing.assert_array_equal(ds.label_ids(0), label)
+
+
+# ---------------------------------------------------------------- the training mix
+
+def mix(demo_data, factor=0.1, **kwargs) -> CityscapesCOCO:
+    return CityscapesCOCO(demo_data["Cityscapes"], demo_data["COCO"], factor, **kwargs)
+
+
+@pytest.mark.parametrize("factor", [0.1, 0.3, 0.5])
+def test_mix_size(demo_data, factor):
+    n_cs = TINY["n_cityscapes_train"]
+    ds = mix(demo_data, factor)
+    assert len(ds) == n_cs + int(factor * n_cs) == len(ds.images)
+    assert ds.images[:n_cs] == Cityscapes(demo_data["Cityscapes"]).images
+    assert set(ds.images[n_cs:]) <= set(COCO(demo_data["COCO"]).images)
+    assert len(set(ds.images[n_cs:])) == int(factor * n_cs)
+
+
+def test_mix_redrawn_per_epoch(demo_data):
+    ds, again, other_seed = mix(demo_data, 0.3), mix(demo_data, 0.3), mix(demo_data, 0.3, seed=1)
+    subsets = []
+    for epoch in range(6):
+        for d in (ds, again, other_seed):
+            d.set_epoch(epoch)
+        assert ds.images == again.images
+        subsets.append((tuple(ds.images), tuple(other_seed.images)))
+    assert len({s for s, _ in subsets}) > 1
+    assert any(s != o for s, o in subsets)
+    ds.set_epoch(2)
+    assert tuple(ds.images) == subsets[2][0]
+
+
+def test_mix_labels(demo_data):
+    ds, void = mix(demo_data, 0.5), mix(demo_data, 0.5, coco_background_void=True)
+    n_cs = TINY["n_cityscapes_train"]
+    assert (ds.train_id_in, ds.train_id_out) == (0, 254)
+    for i in range(n_cs, len(ds)):
+        label, label_void = ds[i][1], void[i][1]
+        assert set(label.unique().tolist()) == {0, 254}
+        assert torch.equal(label_void, torch.where(label == 0, 255, label))
+    np.testing.assert_array_equal(ds[0][1], Cityscapes(demo_data["Cityscapes"])[0][1])
+
+
+def test_mix_needs_enough_coco(demo_data):
+    with pytest.raises(DatasetError, match=r"10 COCO images wanted.*only 5 prepared"):
+        mix(demo_data, 1.0)
+
+
+def test_build_dataset_from_config(demo_data):
+    cfg = dataclasses.replace(default_config(), cityscapes_root=demo_data["Cityscapes"], coco_root=demo_data["COCO"],
+                              lostandfound_root=demo_data["LostAndFound"],
+                              fishyscapes_root=demo_data["Fishyscapes"], fishyscapes_split="LostAndFound",
+                              ood_subsampling_factor=0.3)
+    lengths = {"Cityscapes": 10, "COCO": 5, "Cityscapes+COCO": 13, "LostAndFound": 4, "Fishyscapes": 3}
+    for name, cls in DATASETS.items():
+        ds = build_dataset(name, cfg)
+        assert type(ds) is cls and len(ds) == lengths[name]
+    assert build_dataset("Fishyscapes", cfg).split == "LostAndFound"
+    assert len(build_dataset("Cityscapes", cfg, split="val")) == 3
+    with pytest.raises(ValueError, match="unknown data set 'Kitti'.*Cityscapes"):
+        build_dataset("Kitti", cfg)
+
+
+def test_datasets_survive_pickling(demo_data):
+    """DataLoader workers started by spawn receive the data set pickled."""
+    for ds in (mix(demo_data, 0.3, transform=training_transform(32)), LostAndFound(demo_data["LostAndFound"])):
+        copy = pickle.loads(pickle.dumps(ds))
+        torch.manual_seed(0)
+        image, target = ds[len(ds) - 1]
+        torch.manual_seed(0)
+        image_copy, target_copy = copy[len(copy) - 1]
+        assert torch.equal(image, image_copy) and torch.equal(target, target_copy)
+
+
+# ---------------------------------------------------------------- transforms
+
+def coded_pair(height, width, seed=0):
+    """An image whose red channel encodes the label and green/blue the pixel's row/column."""
+    rng = np.random.default_rng(seed)
+    label = rng.choice(np.array([0, 3, 7, 18, 255], np.uint8), size=(height // 4 + 1, width // 4 + 1))
+    label = np.kron(label, np.ones((4, 4), np.uint8))[:height, :width]
+    rows, cols = np.mgrid[0:height, 0:width]
+    image = np.stack([label // 2, rows, cols], axis=-1).astype(np.uint8)
+    return image, label
+
+
+def test_training_crop_keeps_image_and_label_aligned():
+    image, label = coded_pair(60, 90)
+    transform = training_transform(32)
+    flipped = straight = 0
+    for seed in range(30):
+        torch.manual_seed(seed)
+        out_image, out_label = apply_transform(transform, image, label)
+        assert out_image.shape == (3, 32, 32) and out_label.shape == (32, 32) and out_label.dtype == torch.int64
+        pixels = np.round(unnormalized(out_image)).astype(int)
+        rows, cols = pixels[..., 1], pixels[..., 2]
+        # Each output pixel is one input pixel: the label there, unchanged.
+        np.testing.assert_array_equal(out_label.numpy(), label[rows, cols])
+        np.testing.assert_array_equal(pixels[..., 0], label[rows, cols] // 2)
+        assert (np.diff(rows, axis=0) == 1).all()
+        step = np.unique(np.diff(cols, axis=1))
+        flipped += step.tolist() == [-1]
+        straight += step.tolist() == [1]
+    assert flipped + straight == 30 and flipped > 0 and straight > 0
+
+
+def test_training_transform_is_reproducible_with_torch_seed():
+    image, label = coded_pair(60, 90)
+    transform = training_transform(32)
+    torch.manual_seed(5)
+    first = apply_transform(transform, image, label)
+    torch.manual_seed(5)
+    second = apply_transform(transform, image, label)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("shape", [(20, 40), (40, 20), (20, 20)])
+def test_smaller_image_is_resized_to_the_crop(shape):
+    image, label = coded_pair(*shape)
+    torch.manual_seed(0)
+    out_image, out_label = apply_transform(training_transform(32), image, label)
+    assert out_image.shape == (3, 32, 32) and out_label.shape == (32, 32)
+    # Nearest neighbour: only values of the input label, each taken from the right place.
+    assert set(out_label.unique().tolist()) <= set(np.unique(label).tolist())
+    rows, cols = np.arange(32) * shape[0] // 32, np.arange(32) * shape[1] // 32
+    out = out_label.numpy()
+    assert (out == label[rows][:, cols]).all() or (out == label[:, ::-1][rows][:, cols]).all()  # flipped first
+
+
+def test_evaluation_transform_keeps_full_resolution(demo_data):
+    ds = Cityscapes(demo_data["Cityscapes"], "val")
+    image, target = ds[1]
+    assert image.shape == (3, H, W)
+    np.testing.assert_array_equal(target.numpy(), ds.train_ids(1))
+
+
+def test_training_transform_in_a_dataset(demo_data):
+    ds = Cityscapes(demo_data["Cityscapes"], transform=training_transform(32))
+    torch.manual_seed(0)
+    image, target = ds[0]
+    assert image.shape == (3, 32, 32) and target.shape == (32, 32)
+    assert set(target.unique().tolist()) <= set(np.unique(ds.train_ids(0)).tolist())
+
+
+# ---------------------------------------------------------------- bad layouts
+
+@pytest.fixture
+def cityscapes_copy(demo_data, tmp_path):
+    root = tmp_path / "cityscapes"
+    shutil.copytree(demo_data["Cityscapes"], root)
+    return root
+
+
+@pytest.mark.parametrize("cls", [Cityscapes, LostAndFound, Fishyscapes, COCO])
+def test_missing_root(tmp_path, cls):
+    root = tmp_path / "nowhere"
+    with pytest.raises(DatasetError, match=f"root.*not found: {root} \\(expected files {root}"):
+        cls(str(root))
+
+
+@pytest.mark.parametrize("name, split, pattern", [
+    ("Cityscapes", "test", "leftImg8bit/test/<city>/<name>_leftImg8bit.png"),
+    ("LostAndFound", "train", "leftImg8bit/train/<city>/<city>_<seq>_<frame>_leftImg8bit.png"),
+    ("Fishyscapes", "Dynamic", "Dynamic/<name>.png with <name>.jpg beside it"),
+    ("COCO", "val", "annotations/ood_seg_val2017/<id:012d>.png"),
+])
+def test_missing_split_folder(demo_data, name, split, pattern):
+    with pytest.raises(DatasetError, match="not found") as err:
+        DATASETS[name](demo_data[name], split)
+    assert pattern in str(err.value)
+
+
+def test_image_without_label(cityscapes_copy):
+    base = cityscapes_copy / "gtFine" / "train" / "bochum" / "bochum_000000_000019_gtFine"
+    os.remove(f"{base}_labelIds.png")
+    os.remove(f"{base}_labelTrainIds.png")
+    with pytest.raises(DatasetError, match=f"label file missing for .*bochum_000000_000019_leftImg8bit.png: "
+                                           f"expected {base}_labelIds.png"):
+        Cityscapes(str(cityscapes_copy))
+
+
+def test_coco_image_missing(demo_data, tmp_path):
+    root = tmp_path / "COCO" / "2017"
+    shutil.copytree(demo_data["COCO"], root)
+    masks = sorted(glob.glob(str(root / "annotations" / "ood_seg_train2017" / "*.png")))
+    missing = root / "train2017" / (os.path.basename(masks[0])[:-4] + ".jpg")
+    os.remove(missing)
+    with pytest.raises(DatasetError, match=f"image file missing for {masks[0]}: {missing}"):
+        COCO(str(root))
+
+
+def test_fishyscapes_image_missing(demo_data, tmp_path):
+    root = tmp_path / "fishyscapes"
+    shutil.copytree(demo_data["Fishyscapes"], root)
+    os.remove(root / "Static" / "0001.jpg")
+    with pytest.raises(DatasetError, match=f"image file missing for {root}/Static/0001.png: {root}/Static/0001.jpg"):
+        Fishyscapes(str(root))
+
+
+def test_zero_images(tmp_path):
+    (tmp_path / "leftImg8bit" / "train" / "aachen").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=f"no images found: nothing matches {tmp_path}/leftImg8bit/train/\\*/"
+                                           f"\\*_leftImg8bit.png"):
+        Cityscapes(str(tmp_path))
+
+
+def test_size_mismatch(cityscapes_copy):
+    label = cityscapes_copy / "gtFine" / "train" / "aachen" / "aachen_000001_000019_gtFine_labelTrainIds.png"
+    Image.open(label).resize((W // 2, H)).save(label)
+    with pytest.raises(DatasetError, match=f"image and label sizes differ: .*aachen_000001_000019_leftImg8bit.png "
+                                           f"is {W}x{H}, {label} is {W // 2}x{H}"):
+        Cityscapes(str(cityscapes_copy))
+
+
+def test_unreadable_image(cityscapes_copy):
+    image = cityscapes_copy / "leftImg8bit" / "train" / "bremen" / "bremen_000000_000019_leftImg8bit.png"
+    image.write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match=f"cannot read image {image}"):
+        Cityscapes(str(cityscapes_copy))
+
+
+def test_truncated_image_fails_when_loaded(cityscapes_copy):
+    image = cityscapes_copy / "leftImg8bit" / "train" / "bremen" / "bremen_000000_000019_leftImg8bit.png"
+    image.write_bytes(image.read_bytes()[:200])  # the header survives: found at load time
+    ds = Cityscapes(str(cityscapes_copy))
+    with pytest.raises(DatasetError, match=f"cannot read image {image}"):
+        ds[ds.images.index(str(image))]
+
+
+def test_size_mismatch_found_when_loaded(demo_data, tmp_path):
+    root = tmp_path / "COCO" / "2017"
+    shutil.copytree(demo_data["COCO"], root)
+    ds = COCO(str(root))
+    Image.open(ds.targets[0]).crop((0, 0, 100, 100)).save(ds.targets[0])
+    with pytest.raises(DatasetError, match=f"image and label sizes differ: {ds.images[0]} .*{ds.targets[0]} is 100x100"):
+        ds[0]

@@ -1,0 +1,138 @@
+"""The synthetic demo data: determinism, the real layouts, consistent labels, genuine COCO
+annotations, and OoD objects that are present in every test image and unlike the training scenes."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from torchvision.datasets import Cityscapes as TorchvisionCityscapes
+
+from preparation.make_demo_data import make_demo_data, uncompressed_rle
+from tests.fixtures_data import TINY, demo_data, demo_raw  # noqa: F401
+
+LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42]
+
+
+def files(root) -> dict:
+    return {p.relative_to(root).as_posix(): p for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_files(demo_raw, tmp_path):
+    make_demo_data(tmp_path, **TINY)
+    ours, again = files(demo_raw), files(tmp_path)
+    assert list(ours) == list(again) and len(ours) > 50
+    for name, path in ours.items():
+        assert path.read_bytes() == again[name].read_bytes(), name
+
+
+def test_other_seed_gives_other_images(demo_raw, tmp_path):
+    make_demo_data(tmp_path, **{**TINY, "seed": 1})
+    ours, other = files(demo_raw), files(tmp_path)
+    images = [n for n in ours if n.endswith((".png", ".jpg")) and "COCO" not in n]
+    assert images and all(n in other and ours[n].read_bytes() != other[n].read_bytes() for n in images)
+    assert ours["COCO/2017/annotations/instances_train2017.json"].read_bytes() != \
+        other["COCO/2017/annotations/instances_train2017.json"].read_bytes()
+
+
+def test_layouts(demo_raw):
+    names = list(files(demo_raw))
+    city = r"[a-z]+_\d{6}_\d{6}"
+    laf = r"\d\d_[A-Za-z_0-9]+_\d{6}_\d{6}"
+    patterns = {
+        rf"cityscapes/leftImg8bit/(train|val)/[a-z]+/{city}_leftImg8bit\.png": 13,
+        rf"cityscapes/gtFine/(train|val)/[a-z]+/{city}_gtFine_labelIds\.png": 13,
+        rf"cityscapes/gtFine/(train|val)/[a-z]+/{city}_gtFine_labelTrainIds\.png": 13,
+        r"COCO/2017/train2017/\d{12}\.jpg": 10,
+        r"COCO/2017/annotations/instances_train2017\.json": 1,
+        rf"lost_and_found/leftImg8bit/test/[^/]+/{laf}_leftImg8bit\.png": 4,
+        rf"lost_and_found/gtCoarse/test/[^/]+/{laf}_gtCoarse_labelIds\.png": 4,
+        r"fishyscapes/(Static|LostAndFound)/\d{4}\.(png|jpg)": 12,
+    }
+    for pattern, count in patterns.items():
+        assert sum(bool(re.fullmatch(pattern, n)) for n in names) == count, pattern
+    assert len(names) == sum(patterns.values())
+
+
+def test_cityscapes_label_files_agree(demo_raw):
+    table = np.full(256, 255)
+    for c in TorchvisionCityscapes.classes:
+        if c.id >= 0 and c.train_id not in (255, -1):
+            table[c.id] = c.train_id
+    for label_ids in (demo_raw / "cityscapes" / "gtFine").rglob("*_labelIds.png"):
+        ids = np.array(Image.open(label_ids))
+        train_ids = np.array(Image.open(str(label_ids).replace("_labelIds", "_labelTrainIds")))
+        np.testing.assert_array_equal(train_ids, table[ids])
+        assert ids.shape == (TINY["height"], TINY["width"])
+        assert {7, 11, 23, 1} <= set(np.unique(ids).tolist())  # road, building, sky, ego vehicle (void)
+
+
+def test_coco_annotations_are_genuine(demo_raw):
+    path = demo_raw / "COCO" / "2017" / "annotations" / "instances_train2017.json"
+    data = json.loads(path.read_text())
+    coco = COCO(str(path))
+    kinds = {"polygon": 0, "rle": 0, "uncompressed_rle": 0}
+    for ann in data["annotations"]:
+        segmentation = ann["segmentation"]
+        kind = "polygon" if isinstance(segmentation, list) else \
+            "uncompressed_rle" if isinstance(segmentation["counts"], list) else "rle"
+        kinds[kind] += 1
+        assert (kind == "uncompressed_rle") == (ann["iscrowd"] == 1)
+        mask = coco.annToMask(ann)
+        assert ann["area"] == mask.sum() > 0
+        np.testing.assert_allclose(ann["bbox"], mask_utils.toBbox(mask_utils.encode(np.asfortranarray(mask))))
+    assert all(kinds.values())
+    for image in data["images"]:
+        assert Image.open(demo_raw / "COCO" / "2017" / "train2017" / image["file_name"]).size == \
+            (image["width"], image["height"])
+    names = {c["name"] for c in data["categories"]}
+    assert {"person", "car", "traffic light", "stop sign"} <= names
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (30, 20)])
+@pytest.mark.parametrize("first", [0, 1])
+def test_uncompressed_rle_round_trip(shape, first):
+    mask = np.random.default_rng(0).random(shape) < 0.4
+    mask[0, 0] = first
+    rle = uncompressed_rle(mask)
+    assert sum(rle["counts"]) == mask.size and (rle["counts"][0] == 0) == bool(first)
+    decoded = mask_utils.decode(mask_utils.frPyObjects(rle, *shape))
+    np.testing.assert_array_equal(decoded, mask)
+
+
+def test_ood_objects_in_every_test_image(demo_raw):
+    laf = sorted((demo_raw / "lost_and_found" / "gtCoarse").rglob("*_labelIds.png"))
+    fishy = sorted((demo_raw / "fishyscapes").rglob("*.png"))
+    assert len(laf) == TINY["n_lostandfound"] and len(fishy) == 2 * TINY["n_fishyscapes"]
+    for path in laf:
+        ids = np.array(Image.open(path))
+        assert np.isin(ids, LAF_OBJECTS).any() and (ids == 1).any() and (ids == 0).any(), path
+    for path in fishy:
+        labels = np.array(Image.open(path))
+        assert (labels == 1).any() and (labels == 0).any() and (labels == 255).any(), path
+        assert set(np.unique(labels).tolist()) <= {0, 1, 255}
+
+
+def vivid_share(image: np.ndarray) -> np.ndarray:
+    """Per pixel: saturated and bright in one of the hues kept for OoD objects (not sky/sign blue,
+    not vegetation green, not olive)."""
+    hsv = np.array(Image.fromarray(image).convert("HSV")).astype(float)
+    hue = hsv[..., 0] * 360 / 255
+    in_family = (hue >= 265) | (hue < 45) | ((hue > 165) & (hue < 195))
+    return in_family & (hsv[..., 1] > 0.55 * 255) & (hsv[..., 2] > 0.4 * 255)
+
+
+def test_ood_objects_look_unlike_the_training_scenes(demo_raw):
+    """The OoD family's colours are (almost) absent from the Cityscapes-like scenes and make up
+    most of the obstacle pixels of the LostAndFound-like scenes."""
+    scenes = [np.array(Image.open(p)) for p in (demo_raw / "cityscapes" / "leftImg8bit").rglob("*.png")]
+    assert np.mean([vivid_share(s).mean() for s in scenes]) < 0.005
+    vivid = []
+    for label in (demo_raw / "lost_and_found" / "gtCoarse").rglob("*_labelIds.png"):
+        image = str(label).replace("gtCoarse", "leftImg8bit", 1).replace("_gtCoarse_labelIds", "_leftImg8bit")
+        obstacle = np.isin(np.array(Image.open(label)), LAF_OBJECTS)
+        vivid.append(vivid_share(np.array(Image.open(image)))[obstacle].mean())
+    assert np.mean(vivid) > 0.6

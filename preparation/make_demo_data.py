@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.atomic import atomic_path  # noqa: E402
+from src.errors import run_main  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -693,14 +694,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+def main(argv=None):
     args = vars(parse_args(argv))
     roots = make_demo_data(args.pop("root"), **args)
     for name, path in roots.items():
         logger.info("%s: %s", name, path)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import config  # noqa: E402
 from src.atomic import atomic_path  # noqa: E402
+from src.errors import MetaOodError, run_main  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ REQUIRED_KEYS = {
 }
 
 
-class CocoAnnotationError(ValueError):
+class CocoAnnotationError(MetaOodError, ValueError):
     """An annotation file that is missing or not in the COCO instances format."""
 
 
@@ -141,16 +142,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+def main(argv=None):
     args = parse_args(argv)
-    try:
-        prepare_coco_segmentation(args.coco_root, args.split, args.year, args.min_image_size)
-    except CocoAnnotationError as err:
-        logger.error("%s", err)
-        return 1
-    return 0
+    prepare_coco_segmentation(args.coco_root, args.split, args.year, args.min_image_size)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -11,6 +11,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
     echo "$want" > "$stamp"
 fi
-(cd src/metaseg && "../../$VENV/bin/python" metrics_setup.py build_ext --inplace --quiet 2>&1 \
-    | grep -vE "^(running|copying|creating)" || true)
+(cd src/metaseg && "../../$VENV/bin/python" metrics_setup.py build_ext --inplace > build.log 2>&1) \
+    || { cat src/metaseg/build.log >&2; echo "setup: compiling src/metaseg/metrics.pyx failed" >&2; exit 1; }
 "$VENV/bin/python" -c "import src.metaseg" || { echo "setup: the Cython extension did not build" >&2; exit 1; }

@@ -161,9 +161,9 @@ def _flag_groups(parser, defaults: RunConfig, module):
     def paths(g):
         g.add_argument("--io_root", default=d.io_root, help="root of every output folder")
         g.add_argument("--init_ckpt", default=d.init_ckpt,
-                       help="Cityscapes-pretrained weights (default <io_root>/weights/<MODEL>.pth)")
+                       help="Cityscapes-pretrained weights (default: %(default)s, i.e. <io_root>/weights/<MODEL>.pth)")
         g.add_argument("--weights_dir", default=d.weights_dir,
-                       help="OoD-trained checkpoints (default <io_root>/meta_ood_<MODEL>/weights)")
+                       help="OoD-trained checkpoints (default: %(default)s, i.e. <io_root>/meta_ood_<MODEL>/weights)")
 
     def common(g):
         g.add_argument("-model", "--MODEL", default=d.MODEL, choices=module.MODELS, metavar="MODEL",

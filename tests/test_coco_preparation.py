@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 
 from preparation.make_demo_data import make_coco
 from preparation.prepare_coco_segmentation import CocoAnnotationError, main, prepare_coco_segmentation
+from src.errors import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "preparation" / "prepare_coco_segmentation.py"
@@ -148,7 +149,7 @@ def test_malformed_annotations(coco_root, case, caplog):
         prepare_coco_segmentation(str(coco_root))
     assert str(path) in str(err.value)
     with caplog.at_level(logging.ERROR):
-        assert main(["--coco_root", str(coco_root)]) == 1
+        assert run_main(main, ["--coco_root", str(coco_root)]) == 1
     assert message in caplog.text and str(path) in caplog.text
     assert not masks_folder(coco_root).exists()
 

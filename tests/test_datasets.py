@@ -15,7 +15,7 @@ from src.dataset import (COCO, DATASETS, Cityscapes, CityscapesCOCO, DatasetErro
                          build_dataset)
 from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_transform, training_transform
 from src.settings import default_config
-from tests.fixtures_data import TINY, demo_data, demo_raw  # noqa: F401
+from tests.fixtures_data import TINY
 
 H, W = TINY["height"], TINY["width"]
 CITYSCAPES_VALUES = set(range(19)) | {255}

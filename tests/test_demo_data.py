@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from torchvision.datasets import Cityscapes as TorchvisionCityscapes
 
 from preparation.make_demo_data import make_demo_data, uncompressed_rle
-from tests.fixtures_data import TINY, demo_data, demo_raw  # noqa: F401
+from tests.fixtures_data import TINY
 
 LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42]
 

@@ -1,7 +1,9 @@
 """Run configuration: config.py defaults, flag overrides, invalid values (exit 2, one line)."""
+import os
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -91,7 +93,7 @@ def test_flags_do_not_touch_the_config_module():
     ("ood_training", ["-alpha", "-0.1"], "-alpha/--pareto_alpha: expected a number in [0, 1]"),
     ("ood_training", ["-alpha", "x"], "-alpha/--pareto_alpha: expected a number in [0, 1], got 'x'"),
     ("ood_training", ["-lr", "0"], "-lr/--learning_rate: expected a number > 0, got 0"),
-    ("ood_training", ["-lr", "-1e-5"], "-lr/--learning_rate: expected a number > 0"),
+    ("ood_training", ["-lr=-1e-5"], "-lr/--learning_rate: expected a number > 0"),
     ("ood_training", ["-crop", "0"], "-crop/--crop_size: expected an integer > 0"),
     ("ood_training", ["-model", "ResNet"], "invalid choice: 'ResNet' (choose from "
                                            "'DeepLabV3+_WideResNet38', 'DualGCNNet_res50'"),
@@ -129,7 +131,7 @@ def test_invalid_value_in_config_py_is_reported(capsys):
 @pytest.mark.parametrize("script", ["ood_training", "meta_classification", "evaluation"])
 def test_help_lists_flags_with_defaults(script):
     out = subprocess.run([sys.executable, f"{script}.py", "-h"], capture_output=True, text=True,
-                         cwd=paths_repo())
+                         cwd=paths_repo(), env={**os.environ, "COLUMNS": "250"})
     assert out.returncode == 0, out.stderr
     assert "-model MODEL, --MODEL MODEL" in out.stdout
     assert "(default: DeepLabV3+_WideResNet38)" in out.stdout
@@ -137,7 +139,6 @@ def test_help_lists_flags_with_defaults(script):
 
 
 def paths_repo():
-    from pathlib import Path
     return Path(__file__).resolve().parents[1]
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from src.errors import MetaOodError
 from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_transform, evaluation_transform
 
 VOID_ID = 255
@@ -15,7 +16,7 @@ TRAIN_IDS_SUFFIX = "_labelTrainIds.png"
 LABEL_IDS_SUFFIX = "_labelIds.png"
 
 
-class DatasetError(ValueError):
+class DatasetError(MetaOodError, ValueError):
     """A data set folder without the expected layout, or a file that cannot be used."""
 
 

@@ -11,17 +11,16 @@ to a JSON file under <io_root>, pictures under <io_root>/plots; a table is print
 import sys
 
 from src.errors import run_main
-from src.evaluation import evaluate, results_table
+from src.evaluation import evaluate, table_file
 from src.settings import parse_run_config
 
 
 def main(argv=None):
     cfg = parse_run_config("evaluation", argv)
     every_stage = not (cfg.pixel_eval or cfg.segment_eval or cfg.miou)
-    results = evaluate(cfg, pixel=every_stage or cfg.pixel_eval, segment=every_stage or cfg.segment_eval,
-                       miou=cfg.miou)
-    print(f"\n{cfg.MODEL} on {cfg.VALSET}, entropy threshold {cfg.entropy_threshold}, score {cfg.score}")
-    print(results_table(results))
+    evaluate(cfg, pixel=every_stage or cfg.pixel_eval, segment=every_stage or cfg.segment_eval, miou=cfg.miou)
+    with open(table_file(cfg)) as f:
+        print(f"\n{f.read()}")
 
 
 if __name__ == "__main__":

@@ -193,8 +193,14 @@ def miou_evaluation(cfg):
 # ---------------------------------------------------------------- results
 
 def evaluation_file(cfg):
+    """Every number of an evaluation run, with its configuration (JSON)."""
     return os.path.join(paths.results_dir(cfg), f"evaluation_{paths.epoch_pattern(cfg, cfg.val_epoch)}_"
                                                 f"t{cfg.entropy_threshold}_{cfg.score}.json")
+
+
+def table_file(cfg):
+    """The printed summary of an evaluation run (text)."""
+    return os.path.splitext(evaluation_file(cfg))[0] + ".txt"
 
 
 def _json_safe(value):
@@ -241,5 +247,8 @@ def evaluate(cfg, pixel=True, segment=True, miou=False):
         results["miou"] = miou_evaluation(cfg)
     results = _json_safe(results)
     write_json(evaluation_file(cfg), results)
+    with atomic_path(table_file(cfg)) as tmp, open(tmp, "w") as f:
+        f.write(f"{cfg.MODEL} on {cfg.VALSET}, entropy threshold {cfg.entropy_threshold}, score {cfg.score}\n"
+                f"{results_table(results)}\n")
     logger.info("results saved to %s, pictures in %s", evaluation_file(cfg), paths.plots_dir(cfg))
     return results

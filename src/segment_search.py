@@ -53,15 +53,11 @@ def segment_metrics(probs, gt_train, gt_label, threshold, ood_index):
 
 
 def search_image(cfg, epoch, index, ood_index):
-    """Writes the four outputs of image `index`; False if they all existed already."""
-    outputs = output_files(cfg, epoch, index)
-    if all(os.path.exists(path) for path in outputs):
-        return False
+    """Writes the four outputs of image `index`."""
     probs, gt_train, gt_label = read_probs(paths.probs_file(cfg, epoch, index))
     results = segment_metrics(probs, gt_train, gt_label, cfg.entropy_threshold, ood_index)
-    for path, result in zip(outputs, results):
+    for path, result in zip(output_files(cfg, epoch, index), results):
         write_pickle(path, result)
-    return True
 
 
 def probs_indices(cfg, epoch):
@@ -76,8 +72,8 @@ def probs_indices(cfg, epoch):
 
 
 def _searched(cfg, epoch, indices, ood_index):
-    """Yields search_image's result per image, in-process or over cfg.segment_workers processes."""
-    if cfg.segment_workers == 1:
+    """Searches the images, in-process or over cfg.segment_workers processes; yields once per image."""
+    if cfg.segment_workers == 1 or len(indices) <= 1:
         for index in indices:
             yield search_image(cfg, epoch, index, ood_index)
         return
@@ -103,13 +99,12 @@ def run_segment_search(cfg, epoch, ood_index):
     if cfg.segment_workers < 1:
         raise ValueError(f"segment_workers (--segment_workers) must be >= 1, got {cfg.segment_workers}")
     indices = probs_indices(cfg, epoch)
-    logger.info("segment search: %d images from %s, %d worker(s), entropy threshold %s",
-                len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers, cfg.entropy_threshold)
-    processed = 0
-    for done in tqdm(_searched(cfg, epoch, indices, ood_index), total=len(indices),
-                     desc="segment search", unit="image"):
-        processed += done
-    skipped = len(indices) - processed
-    logger.info("segment search: %d images processed, %d skipped (outputs existed) in %s",
-                processed, skipped, paths.metaseg_dir(cfg))
-    return processed, skipped
+    pending = [i for i in indices if not all(os.path.exists(f) for f in output_files(cfg, epoch, i))]
+    logger.info("segment search: %d of %d images from %s still to do, %d worker(s), entropy threshold %s",
+                len(pending), len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers,
+                cfg.entropy_threshold)
+    for _ in tqdm(_searched(cfg, epoch, pending, ood_index), total=len(pending),
+                  desc="segment search", unit="image"):
+        pass
+    logger.info("segment search: outputs of %d images in %s", len(indices), paths.metaseg_dir(cfg))
+    return len(pending), len(indices) - len(pending)

@@ -214,21 +214,22 @@ def _json_safe(value):
     return value
 
 
+TABLE_COLUMNS = ("AUROC", "FPR95", "AUPRC", "FP", "FN", "mean F1", "mIoU")
+
+
 def results_table(results):
-    """The printed summary: one row per run, pixel metrics (paper protocol), segments, mIoU."""
-    header = f"{'':24}{'AUROC':>8}{'FPR95':>8}{'AUPRC':>8}{'FP':>7}{'FN':>7}{'mean F1':>9}{'mIoU':>8}"
-    rows = [header]
+    """The printed summary: one row per run; pixel metrics (paper protocol), F1 and mIoU in %."""
+    rows = [f"{'':24}" + "".join(f"{c:>9}" for c in TABLE_COLUMNS)]
     for run in ("baseline", "trained", "meta"):
-        pixel = results.get("pixel", {}).get("trained" if run == "meta" else run, {}).get("paper")
-        segment = results.get("segment", {}).get(run)
-        miou = results.get("miou", {}).get(run)
+        pixel = results.get("pixel", {}).get("trained" if run == "meta" else run, {}).get("paper", {})
+        segment = results.get("segment", {}).get(run, {})
+        miou = results.get("miou", {}).get(run, {})
         if not (pixel or segment or miou):
             continue
-        cells = [_percent(pixel and pixel[k]) for k in ("auroc", "fpr95", "auprc")]
-        cells += [f"{segment[k]:>7}" if segment else f"{'-':>7}" for k in ("fp", "fn")]
-        cells.append(f"{_percent(segment and segment['components']['mean_f1']):>9}")
-        cells.append(_percent(miou and miou["miou"]))
-        rows.append(f"{RUN_LABELS[run]:24}" + "".join(f"{c:>8}" if len(c) < 8 else c for c in cells))
+        cells = [_percent(pixel.get(k)) for k in ("auroc", "fpr95", "auprc")]
+        cells += [str(segment.get(k, "-")) for k in ("fp", "fn")]
+        cells += [_percent(segment.get("components", {}).get("mean_f1")), _percent(miou.get("miou"))]
+        rows.append(f"{RUN_LABELS[run]:24}" + "".join(f"{c:>9}" for c in cells))
     return "\n".join(rows)
 
 

@@ -125,6 +125,14 @@ def _initial_weights(cfg: RunConfig, start_epoch: int):
     return path
 
 
+def adam(model, cfg: RunConfig, resumed_checkpoint=None):
+    """The optimizer; resuming restores its state (moments, step counts) from the checkpoint."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    if resumed_checkpoint:
+        optimizer.load_state_dict(read_checkpoint(resumed_checkpoint)["optimizer_state_dict"])
+    return optimizer
+
+
 def _loader(dataset, cfg, proc, generator):
     sampler = DistributedSampler(dataset, num_replicas=proc.world_size, rank=proc.rank,
                                  shuffle=True, seed=cfg.seed, drop_last=True)
@@ -205,9 +213,7 @@ def train(cfg: RunConfig) -> TrainSummary:
     ckpt = _initial_weights(cfg, start)
     torch.manual_seed(cfg.seed)  # the random start of --no_init_ckpt is reproducible too
     model = load_network(cfg.MODEL, dataset.num_classes, ckpt, device=proc.device, train=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    if start > 0:
-        optimizer.load_state_dict(read_checkpoint(ckpt)["optimizer_state_dict"])
+    optimizer = adam(model, cfg, ckpt if start > 0 else None)
     if proc.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     for epoch in range(start, end):

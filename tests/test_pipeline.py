@@ -1,0 +1,105 @@
+"""The user workflow end to end: the demo at tiny sizes through the three scripts, every output
+of every stage, and an interrupted demo that finishes with the same table."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "DeepLabV3+_MobileNetV3"
+DEMO = [sys.executable, "preparation/demo.py", "--quick"]
+
+
+def _demo(root, **kwargs):
+    return subprocess.run([*DEMO, "--root", str(root)], cwd=REPO, capture_output=True, text=True,
+                          timeout=900, **kwargs)
+
+
+def _tables(stdout):
+    """The final tables the demo prints (everything after its last step)."""
+    return stdout[stdout.index("Meta-OoD demo finished"):].split("\n", 2)[2]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_run")
+    done = _demo(root)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return root, done.stdout
+
+
+def _files(folder, pattern):
+    found = sorted(Path(folder).glob(pattern))
+    assert found, f"nothing matches {pattern} in {folder}"
+    return found
+
+
+def test_every_stage_writes_outputs_that_parse(demo_run):
+    root, stdout = demo_run
+    io = root / "io" / f"meta_ood_{MODEL}"
+    # data preparation
+    for mask in _files(root / "datasets" / "COCO" / "2017" / "annotations" / "ood_seg_train2017", "*.png"):
+        assert set(np.unique(np.array(Image.open(mask)))) <= {0, 254}
+    # training: baseline (alpha 0) and entropy maximization (alpha 0.9)
+    for name in (f"{MODEL}_epoch_2_alpha_0.0.pth", f"{MODEL}_epoch_1_alpha_0.9.pth"):
+        saved = torch.load(io / "weights" / name, weights_only=True)
+        assert {"epoch", "state_dict", "optimizer_state_dict", "loss", "config"} <= set(saved)
+    for folder in ("laf_eval", "fs_eval"):
+        for pattern in ("baseline", "epoch_1_alpha_0.9"):
+            # meta classification: probs, segment search, meta classifier
+            for probs in _files(io / folder / "probs" / pattern, "probs*.hdf5"):
+                with h5py.File(probs) as f:
+                    assert f["probabilities"].shape[0] == 19
+            for kind in ("metrics", "components"):
+                for sub in (f"{pattern}_t0.7", f"{pattern}_t0.7_gt"):
+                    for p in _files(io / folder / "metaseg_io" / kind / sub, "*.p"):
+                        with open(p, "rb") as f:
+                            content = pickle.load(f)
+                        assert isinstance(content, dict if kind == "metrics" else np.ndarray)
+            result = json.loads((io / folder / "metaseg_io" / "meta_classifier" / f"{pattern}_t0.7_loo.json").read_text())
+            assert {"fp_before", "fn_before", "fp_after", "fn_after", "removed", "image_ids"} <= set(result)
+            with np.load(_files(io / folder / "results", f"histograms_{pattern}_entropy_*.npz")[0]) as h:
+                assert h["paper_in"].shape == (100,)
+        # evaluation: numbers, table, pictures
+        results = json.loads((io / folder / "results" / "evaluation_epoch_1_alpha_0.9_t0.7_entropy.json").read_text())
+        assert {"config", "pixel", "segment", "miou"} <= set(results)
+        assert set(results["pixel"]["trained"]) == {"paper", "exact"}
+        table = (io / folder / "results" / "evaluation_epoch_1_alpha_0.9_t0.7_entropy.txt").read_text()
+        assert table in stdout
+        for png in _files(root / "io" / "plots" / f"{MODEL}_{folder}", "**/*.png"):
+            assert Image.open(png).format == "PNG"
+    for run in ("baseline", "epoch_1_alpha_0.9"):
+        assert 0 <= json.loads((io / "miou" / f"cityscapes_val_{run}.json").read_text())["miou"] <= 1
+
+
+def _interrupt_when(root, path_pattern):
+    """Starts the demo and stops it (Ctrl-C) as soon as a file matches `path_pattern`."""
+    process = subprocess.Popen([*DEMO, "--root", str(root)], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not list(root.glob(path_pattern)):
+        assert process.poll() is None and time.monotonic() < deadline, f"the demo never wrote {path_pattern}"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=120) != 0
+
+
+def test_an_interrupted_demo_finishes_with_the_same_table(demo_run, tmp_path):
+    _, stdout = demo_run
+    _interrupt_when(tmp_path, f"io/meta_ood_{MODEL}/weights/{MODEL}_epoch_1_alpha_0.0.pth")
+    assert not list(tmp_path.glob(f"io/meta_ood_{MODEL}/weights/*alpha_0.9.pth"))
+    _interrupt_when(tmp_path, f"io/meta_ood_{MODEL}/laf_eval/metaseg_io/metrics/baseline_t0.7/0000.p")
+    assert not list(tmp_path.glob(f"io/meta_ood_{MODEL}/laf_eval/metaseg_io/meta_classifier/*"))
+    done = _demo(tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert _tables(done.stdout) == _tables(stdout).replace(str(demo_run[0]), str(tmp_path))

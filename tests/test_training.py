@@ -1,0 +1,155 @@
+"""OoD training: checkpoints, resuming, determinism, non-finite losses, DistributedDataParallel."""
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from src import paths, training
+from src.model import load_network, read_checkpoint
+from src.settings import default_config
+from src.training import TrainingError, adam, train
+
+MODEL = "DeepLabV3+_MobileNetV3"
+
+
+@pytest.fixture
+def cfg(demo_data, tmp_path):
+    """Two iterations of batch 2 per epoch on the tiny generated set, from random weights."""
+    return dataclasses.replace(
+        default_config(), MODEL=MODEL, io_root=str(tmp_path / "io"), cityscapes_root=str(demo_data["Cityscapes"]),
+        coco_root=str(demo_data["COCO"]), crop_size=32, batch_size=2, max_iters=2, num_workers=0,
+        num_training_epochs=1, learning_rate=1e-3, ood_subsampling_factor=0.5, no_init_ckpt=True)
+
+
+def test_two_iterations_write_a_checkpoint_that_loads_strictly(cfg):
+    summary = train(cfg)
+    path = paths.checkpoint_path(cfg, 1)
+    assert summary.checkpoints_written == [path] and len(summary.iteration_losses) == 2
+    saved = read_checkpoint(path)
+    assert set(saved) == {"epoch", "state_dict", "optimizer_state_dict", "loss", "config"}
+    assert saved["epoch"] == 1 and saved["config"]["pareto_alpha"] == 0.9
+    assert saved["loss"] == pytest.approx(sum(summary.iteration_losses) / 2)
+    model = load_network(MODEL, 19, path, device="cpu")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, saved["state_dict"][key])
+    assert [f for f in os.listdir(paths.weights_dir(cfg)) if f.startswith(".tmp")] == []
+
+
+def test_resume_restores_the_optimizer_and_continues_the_same_run(cfg, tmp_path):
+    straight = train(dataclasses.replace(cfg, num_training_epochs=2))
+    first = dataclasses.replace(cfg, io_root=str(tmp_path / "resumed"))
+    train(first)
+    checkpoint = paths.checkpoint_path(first, 1)
+    model = load_network(MODEL, 19, checkpoint, device="cpu", train=True)
+    optimizer = adam(model, first, checkpoint)
+    restored = optimizer.state_dict()["state"]
+    saved = read_checkpoint(checkpoint)["optimizer_state_dict"]["state"]
+    assert restored.keys() == saved.keys() and len(saved) > 0
+    for index in saved:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(restored[index][name], saved[index][name], rtol=0, atol=0)
+
+    resumed = train(dataclasses.replace(first, training_starting_epoch=1))
+    assert resumed.epochs == [2]
+    assert resumed.iteration_losses == straight.iteration_losses[2:]
+    final_straight = read_checkpoint(paths.checkpoint_path(cfg, 2))["state_dict"]
+    final_resumed = read_checkpoint(paths.checkpoint_path(first, 2))["state_dict"]
+    for key in final_straight:
+        torch.testing.assert_close(final_resumed[key], final_straight[key], rtol=0, atol=0)
+
+
+def test_rerun_continues_after_the_last_saved_epoch(cfg):
+    train(cfg)
+    again = train(dataclasses.replace(cfg, num_training_epochs=2))
+    assert again.epochs == [2]
+
+
+def test_same_seed_same_losses_other_seed_other_losses(cfg, tmp_path):
+    one = train(cfg).iteration_losses
+    two = train(dataclasses.replace(cfg, io_root=str(tmp_path / "again"))).iteration_losses
+    other = train(dataclasses.replace(cfg, io_root=str(tmp_path / "other"), seed=1)).iteration_losses
+    assert one == two
+    assert one != other
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(cfg, monkeypatch):
+    train(cfg)
+    good = paths.checkpoint_path(cfg, 1)
+    before = open(good, "rb").read()
+
+    def poisoned(logits, *args, **kwargs):
+        return (logits * float("nan")).mean()
+    monkeypatch.setattr(training, "entropy_maximization_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch 2, iteration 1; stopped"):
+        train(dataclasses.replace(cfg, training_starting_epoch=1))
+    assert open(good, "rb").read() == before
+    assert not os.path.exists(paths.checkpoint_path(cfg, 2))
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(cfg):
+    train(cfg)
+    with pytest.raises(TrainingError, match=r"exists from a run with other settings \(learning_rate=0.001, now 0.01\)"):
+        train(dataclasses.replace(cfg, learning_rate=1e-2))
+
+
+def test_missing_init_checkpoint_is_an_error_not_a_random_start(cfg):
+    missing = dataclasses.replace(cfg, no_init_ckpt=False, init_ckpt=os.path.join(cfg.io_root, "none.pth"))
+    with pytest.raises(TrainingError, match=r"initial checkpoint .*none.pth does not exist \(--init_ckpt; "
+                                            r"--no_init_ckpt starts from random weights on purpose\)"):
+        train(missing)
+
+
+def test_resuming_a_missing_epoch_names_the_file(cfg):
+    with pytest.raises(TrainingError, match=r"cannot resume from epoch 3: .*_epoch_3_alpha_0.9.pth does not exist"):
+        train(dataclasses.replace(cfg, training_starting_epoch=3))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_rank(rank, cfg, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    summary = train(cfg)
+    torch.distributed.destroy_process_group()
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(dataclasses.asdict(summary), f)
+
+
+def test_distributed_ranks_split_the_data_and_only_rank_0_saves(cfg, tmp_path):
+    torch.multiprocessing.spawn(_ddp_rank, args=(cfg, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    seen = [set(r["samples_seen"]) for r in ranks]
+    assert len(ranks[0]["samples_seen"]) == len(ranks[1]["samples_seen"]) == 4  # 2 iterations x batch 2
+    assert not seen[0] & seen[1]
+    assert ranks[0]["checkpoints_written"] == [paths.checkpoint_path(cfg, 1)]
+    assert ranks[1]["checkpoints_written"] == []
+    state = read_checkpoint(paths.checkpoint_path(cfg, 1))["state_dict"]
+    assert not any(k.startswith("module.") for k in state)
+    load_network(MODEL, 19, paths.checkpoint_path(cfg, 1), device="cpu")
+
+
+def test_the_script_runs_under_torchrun(cfg):
+    argv = ["-model", MODEL, "--io_root", cfg.io_root, "--cityscapes_root", cfg.cityscapes_root,
+            "--coco_root", cfg.coco_root, "-crop", "32", "-batch", "2", "--max_iters", "1", "--num_workers", "0",
+            "-nepochs", "1", "--no_init_ckpt", "--ood_subsampling_factor", "0.5"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+               str(_free_port()), "ood_training.py", *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=paths_repo(), env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert os.listdir(paths.weights_dir(cfg)) == [os.path.basename(paths.checkpoint_path(cfg, 1))]
+
+
+def paths_repo():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

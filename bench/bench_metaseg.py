@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from src import paths  # noqa: E402
-from src.metaseg import compute_metrics_components, compute_metrics_mask, entropy_mask  # noqa: E402
+from src.metaseg import compute_metrics_components, compute_metrics_mask  # noqa: E402
+from src.scores import entropy_mask  # noqa: E402
 from src.segment_search import run_segment_search  # noqa: E402
 from src.settings import default_config  # noqa: E402
 

@@ -68,6 +68,11 @@ def normalized_entropy(probs):
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+def entropy_mask(probs, threshold):
+    """uint8 (H, W) OoD prediction of MetaSeg: 1 where the normalized entropy is >= `threshold`."""
+    return (normalized_entropy(probs) >= threshold).view(np.uint8)
+
+
 def max_softmax_score(probs):
     """1 - max_c p_c per pixel of softmax probabilities (C, H, W)."""
     out = np.max(_checked(probs, "probs"), axis=0)

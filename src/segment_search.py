@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from src import paths
 from src.atomic import write_pickle
-from src.metaseg import compute_metrics_components, compute_metrics_mask, entropy_mask
+from src.metaseg import compute_metrics_components, compute_metrics_mask
+from src.scores import entropy_mask
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from src.metaseg import compute_metrics_components, compute_metrics_mask, entropy_mask
+from src.metaseg import compute_metrics_components, compute_metrics_mask
+from src.scores import entropy_mask
 
 RTOL, ATOL = 1e-5, 1e-6
 

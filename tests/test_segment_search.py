@@ -9,7 +9,8 @@ from scipy import ndimage
 
 from src import paths
 from src.atomic import read_pickle
-from src.metaseg import compute_metrics_components, compute_metrics_mask, entropy_mask
+from src.metaseg import compute_metrics_components, compute_metrics_mask
+from src.scores import entropy_mask
 from src.segment_search import output_files, run_segment_search
 from src.settings import default_config
 

@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""MetaSeg segment metrics (METHOD.md §4) and the normalized-entropy OoD mask.
+"""MetaSeg segment metrics (METHOD.md §4).
 
 The metrics read `probs` only at segment pixels and their 8-neighbours: segments
 are labelled by one breadth-first search over a byte mask, then one row-major
@@ -77,55 +77,6 @@ cdef inline float _log(float x) noexcept nogil:
     z = m * m
     y = ((((((((p0 * m + p1) * m + p2) * m + p3) * m + p4) * m + p5) * m + p6) * m + p7) * m + p8) * m * z
     return m + (y + ln2_lo * k - half * z) + ln2_hi * k
-
-
-cdef inline float _xlogx(float x) noexcept nogil:
-    """x log x, 0 for x = 0 (and for subnormal x, where it is below 1e-36)."""
-    cdef float tiny = 1.17549435e-38, one = 1.0
-    return x * _log(x + (x < tiny) * one)
-
-
-# ---------------------------------------------------------------- entropy
-
-cdef void _entropy_row(const float* p, Py_ssize_t plane, Py_ssize_t C, Py_ssize_t W,
-                       float* plogp, float* total, double scale, float* out) noexcept nogil:
-    """Normalized entropy of one image row; the probabilities are renormalized to sum 1.
-
-    H(p / s) = log s - sum(p log p) / s, as scipy.stats.entropy computes it.
-    """
-    cdef Py_ssize_t c, j
-    cdef const float* q
-    cdef float x
-    for j in range(W):
-        plogp[j] = 0
-        total[j] = 0
-    for c in range(C):
-        q = p + c * plane
-        for j in range(W):
-            x = q[j]
-            total[j] += x
-            plogp[j] += _xlogx(x)
-    for j in range(W):
-        out[j] = <float>((_log(total[j]) - plogp[j] / total[j]) * scale)
-
-
-def normalized_entropy(probs):
-    """float32 (H, W): entropy of the softmax `probs` (C, H, W) divided by log C, in [0, 1]."""
-    cdef const float[:, :, ::1] p = _as_probs(probs)
-    cdef Py_ssize_t C = p.shape[0], H = p.shape[1], W = p.shape[2], i
-    values_np = np.empty((H, W), np.float32)
-    cdef float[:, ::1] values = values_np
-    cdef float[::1] plogp = np.empty(W, np.float32), total = np.empty(W, np.float32)
-    cdef double scale = 1.0 / log(C)
-    with nogil:
-        for i in range(H):
-            _entropy_row(&p[0, i, 0], H * W, C, W, &plogp[0], &total[0], scale, &values[i, 0])
-    return values_np
-
-
-def entropy_mask(probs, threshold):
-    """uint8 (H, W): 1 where the normalized entropy of `probs` is >= `threshold`, else 0."""
-    return (normalized_entropy(probs) >= threshold).view(np.uint8)
 
 
 # ---------------------------------------------------------------- segments

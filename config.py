@@ -52,5 +52,7 @@ params = {
 SEED = 0
 # Data-loading processes for training and inference.
 NUM_WORKERS = 2
+# Full-resolution images per inference batch (evaluation scripts).
+INFERENCE_BATCH_SIZE = 1
 # Processes for the segment search of meta classification (at least 1).
 SEGMENT_WORKERS = 2

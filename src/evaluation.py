@@ -175,7 +175,7 @@ def miou_of_epoch(cfg, epoch):
     device = default_device()
     model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
     confusion = 0
-    for _, logits, gt_train in network_outputs(model, dataset, list(range(len(dataset))), cfg.batch_size,
+    for _, logits, gt_train in network_outputs(model, dataset, list(range(len(dataset))), cfg.inference_batch_size,
                                                cfg.num_workers, device, desc="mIoU"):
         confusion = confusion + confusion_matrix(logits.argmax(0).cpu().numpy(), gt_train,
                                                  dataset.num_classes, dataset.void_id)

@@ -101,7 +101,7 @@ def write_probs(cfg: RunConfig, epoch: int) -> int:
         return 0
     device = default_device()
     model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
-    for i, logits, gt_train in network_outputs(model, dataset, pending, cfg.batch_size, cfg.num_workers,
+    for i, logits, gt_train in network_outputs(model, dataset, pending, cfg.inference_batch_size, cfg.num_workers,
                                                device, desc="probs"):
         probs = torch.softmax(logits, dim=0).cpu().numpy()
         stored_logits = logits.cpu().numpy() if cfg.store_logits else None

@@ -39,6 +39,7 @@ class RunConfig:
     seed: int
     num_workers: int
     segment_workers: int
+    inference_batch_size: int
     # ood_training.py
     no_init_ckpt: bool = False
     coco_background_void: bool = False
@@ -77,6 +78,7 @@ def default_config(module=user_config) -> RunConfig:
         seed=module.SEED,
         num_workers=module.NUM_WORKERS,
         segment_workers=module.SEGMENT_WORKERS,
+        inference_batch_size=module.INFERENCE_BATCH_SIZE,
         **module.params,
     )
 
@@ -111,6 +113,7 @@ _CHECKS = {
     "ood_subsampling_factor": (fraction_value, "--ood_subsampling_factor"),
     "crop_size": (positive_int, "-crop/--crop_size"),
     "batch_size": (positive_int, "-batch/--batch_size"),
+    "inference_batch_size": (positive_int, "-batch/--inference_batch_size"),
     "training_starting_epoch": (nonnegative_int, "-epoch/--training_starting_epoch"),
     "num_training_epochs": (nonnegative_int, "-nepochs/--num_training_epochs"),
     "val_epoch": (nonnegative_int, "-epoch/--val_epoch"),
@@ -210,8 +213,8 @@ def _flag_groups(parser, defaults: RunConfig, module):
                        help="OoD-training epoch to evaluate; 0 is the baseline (--init_ckpt)")
         g.add_argument("-threshold", "--entropy_threshold", type=threshold_value,
                        default=d.entropy_threshold, help="normalized entropy above which a pixel is OoD")
-        g.add_argument("-batch", "--batch_size", type=positive_int, default=d.batch_size,
-                       help="images per inference batch")
+        g.add_argument("-batch", "--inference_batch_size", type=positive_int, default=d.inference_batch_size,
+                       help="full-resolution images per inference batch")
         g.add_argument("--lostandfound_root", default=d.lostandfound_root, help="LostAndFound root")
         g.add_argument("--fishyscapes_root", default=d.fishyscapes_root, help="Fishyscapes root")
         g.add_argument("--fishyscapes_split", default=d.fishyscapes_split, choices=FISHYSCAPES_SPLITS,

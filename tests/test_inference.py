@@ -23,7 +23,7 @@ def cfg(demo_data, tmp_path):
     ckpt = tmp_path / "baseline.pth"
     torch.save({"state_dict": build_network(MODEL, 19).state_dict()}, ckpt)
     return dataclasses.replace(default_config(), MODEL=MODEL, io_root=str(tmp_path / "io"), init_ckpt=str(ckpt),
-                               lostandfound_root=str(demo_data["LostAndFound"]), val_epoch=0, batch_size=3,
+                               lostandfound_root=str(demo_data["LostAndFound"]), val_epoch=0, inference_batch_size=3,
                                num_workers=0)
 
 
@@ -51,7 +51,7 @@ def test_probs_files_hold_the_documented_datasets(cfg):
 
 
 def test_the_probabilities_are_the_networks_softmax(cfg):
-    write_probs(dataclasses.replace(cfg, batch_size=1), 0)
+    write_probs(dataclasses.replace(cfg, inference_batch_size=1), 0)
     model = inference.network_at_epoch(cfg, 0, 19, torch.device("cpu"))
     image, _ = LostAndFound(cfg.lostandfound_root)[1]
     with torch.no_grad():
@@ -79,7 +79,7 @@ def test_an_interrupted_run_continues_with_the_missing_images(cfg, monkeypatch):
         written.append(path)
     monkeypatch.setattr(inference, "write_probs_file", interrupted_after_two)
     with pytest.raises(KeyboardInterrupt):
-        write_probs(dataclasses.replace(cfg, batch_size=1), 0)
+        write_probs(dataclasses.replace(cfg, inference_batch_size=1), 0)
     assert _probs_files(cfg) == ["probs0.hdf5", "probs1.hdf5"]  # and no temporary file
     monkeypatch.undo()
     mtimes = {name: os.path.getmtime(paths.probs_file(cfg, 0, int(name[5:-5]))) for name in _probs_files(cfg)}

@@ -214,23 +214,40 @@ def _json_safe(value):
     return value
 
 
-TABLE_COLUMNS = ("AUROC", "FPR95", "AUPRC", "FP", "FN", "mean F1", "mIoU")
+def _block(title, columns, rows):
+    """A text table: a title line, a header and one line per (label, cells) row with a value."""
+    rows = [(label, cells) for label, cells in rows if any(c != "-" for c in cells)]
+    if not rows:
+        return []
+    lines = [title, f"{'':24}" + "".join(f"{c:>9}" for c in columns)]
+    return lines + [f"{label:24}" + "".join(f"{c:>9}" for c in cells) for label, cells in rows]
 
 
 def results_table(results):
-    """The printed summary: one row per run; pixel metrics (paper protocol), F1 and mIoU in %."""
-    rows = [f"{'':24}" + "".join(f"{c:>9}" for c in TABLE_COLUMNS)]
-    for run in ("baseline", "trained", "meta"):
-        pixel = results.get("pixel", {}).get("trained" if run == "meta" else run, {}).get("paper", {})
-        segment = results.get("segment", {}).get(run, {})
-        miou = results.get("miou", {}).get(run, {})
-        if not (pixel or segment or miou):
-            continue
-        cells = [_percent(pixel.get(k)) for k in ("auroc", "fpr95", "auprc")]
-        cells += [str(segment.get(k, "-")) for k in ("fp", "fn")]
-        cells += [_percent(segment.get("components", {}).get("mean_f1")), _percent(miou.get("miou"))]
-        rows.append(f"{RUN_LABELS[run]:24}" + "".join(f"{c:>9}" for c in cells))
-    return "\n".join(rows)
+    """The printed summary. Main block: pixel metrics (paper protocol), FP/FN segments, mean F1 and
+    mIoU, in %; then the exact pixel protocol and the component metrics of the same runs."""
+    pixel, segment, miou = (results.get(k, {}) for k in ("pixel", "segment", "miou"))
+
+    def pixel_cells(run, protocol):
+        values = pixel.get("trained" if run == "meta" else run, {}).get(protocol, {})
+        return [_percent(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
+
+    def components(run):
+        return segment.get(run, {}).get("components", {})
+
+    runs = [(RUN_LABELS[run], run) for run in ("baseline", "trained", "meta")]
+    main = [(label, pixel_cells(run, "paper") + [str(segment.get(run, {}).get(k, "-")) for k in ("fp", "fn")]
+             + [_percent(components(run).get("mean_f1")), _percent(miou.get(run, {}).get("miou"))])
+            for label, run in runs]
+    exact = [(label, pixel_cells(run, "exact")) for label, run in runs if run != "meta"]
+    component = [(label, [_percent(components(run).get(k)) for k in ("siou_gt", "ppv", "mean_f1")])
+                 for label, run in runs]
+    bins = results.get("config", {}).get("bins")
+    blocks = [_block("pixel metrics: paper protocol; segments: FP/FN counts; in %",
+                     ("AUROC", "FPR95", "AUPRC", "FP", "FN", "mean F1", "mIoU"), main),
+              _block(f"pixel metrics, exact protocol ({bins} bins)", ("AUROC", "FPR95", "AUPRC"), exact),
+              _block("component metrics (SegmentMeIfYouCan)", ("sIoU gt", "PPV", "mean F1"), component)]
+    return "\n\n".join("\n".join(block) for block in blocks if block)
 
 
 def _percent(value):

@@ -15,6 +15,7 @@ from src.atomic import atomic_path
 from src.pixel_metrics import FPR95_TPR, PROTOCOLS, pr_curve_from_counts, roc_curve_from_counts
 
 DPI = 100
+DISPLAY_BINS = 100  # bins of a drawn histogram
 HISTOGRAMS_SIZE = (8.0, 5.5)  # inches; at DPI 100: 800 x 550 pixels
 CURVES_SIZE = (11.0, 6.5)  # 1100 x 650
 PANEL_SIZE = (16.0, 9.0)  # 1600 x 900, for images twice as wide as high (Cityscapes, LostAndFound, Fishyscapes)
@@ -55,6 +56,21 @@ def _density(edges, counts, label, name):
     return counts / (counts.sum() * np.diff(edges))
 
 
+def _coarse(edges, counts_in, counts_out):
+    """At most DISPLAY_BINS bins, each the sum of neighbouring ones: fine bins show mostly noise.
+
+    Histogram grids are uniform, so a grid padded with empty bins keeps its spacing.
+    """
+    step = -(-len(counts_in) // DISPLAY_BINS)
+    if step == 1:
+        return edges, counts_in, counts_out
+    pad = (-len(counts_in)) % step
+    width = edges[1] - edges[0]
+    edges = np.concatenate([edges, edges[-1] + width * np.arange(1, pad + 1)])[::step]
+    return (edges, *(np.concatenate([c, np.zeros(pad, c.dtype)]).reshape(-1, step).sum(axis=1)
+                     for c in (counts_in, counts_out)))
+
+
 def plot_score_histograms(path, histograms, title, xlabel="OoD score"):
     """Densities of the score of in-distribution and OoD pixels, runs overlaid.
 
@@ -64,7 +80,8 @@ def plot_score_histograms(path, histograms, title, xlabel="OoD score"):
     figure = _figure(HISTOGRAMS_SIZE)
     ax = figure.add_subplot()
     occupied = []
-    for (label, (edges, counts_in, counts_out)), style in zip(_checked_runs(histograms, path), LINE_STYLES):
+    for (label, histogram), style in zip(_checked_runs(histograms, path), LINE_STYLES):
+        edges, counts_in, counts_out = _coarse(*histogram)
         for counts, colour, name in ((counts_in, IN_COLOUR, "in-distribution"), (counts_out, OUT_COLOUR, "OoD")):
             density = _density(edges, counts, label, name)
             ax.stairs(density, edges, color=colour, alpha=0.12, fill=True)

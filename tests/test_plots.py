@@ -172,3 +172,15 @@ def test_no_pyplot_and_no_screen():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "MPLBACKEND": "", "DISPLAY": ""})
     assert result.returncode == 0, result.stderr
+
+
+def test_fine_histograms_are_drawn_with_summed_neighbour_bins():
+    from src.plots import DISPLAY_BINS, _coarse
+    for bins in (10_000, 1_050, 60):
+        edges = np.linspace(-2.0, 3.0, bins + 1)
+        counts_in, counts_out = np.arange(bins), np.ones(bins, np.int64)
+        coarse_edges, coarse_in, coarse_out = _coarse(edges, counts_in, counts_out)
+        assert len(coarse_in) <= DISPLAY_BINS and len(coarse_edges) == len(coarse_in) + 1
+        assert coarse_in.sum() == counts_in.sum() and coarse_out.sum() == bins
+        np.testing.assert_allclose(np.diff(coarse_edges), np.diff(coarse_edges)[0])
+        assert coarse_edges[0] == -2.0 and coarse_edges[-1] >= 3.0 - 1e-12

@@ -153,3 +153,9 @@ def test_the_script_runs_under_torchrun(cfg):
 
 def paths_repo():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_bf16_autocast_trains_with_a_float32_loss(cfg):
+    summary = train(dataclasses.replace(cfg, amp="bf16"))
+    assert len(summary.iteration_losses) == 2 and all(0 < v < 1 for v in summary.iteration_losses)
+    assert read_checkpoint(paths.checkpoint_path(cfg, 1))["state_dict"]["final.6.weight"].dtype == torch.float32

@@ -84,11 +84,12 @@ def run_benchmark(name, quick, timeout):
 
 
 def format_value(value, unit=""):
-    """Three significant digits (none after the point for a whole number such as a count), never
-    in exponent notation, then the unit."""
+    """Three significant digits (a count, without unit, as a whole number), never in exponent
+    notation, then the unit."""
     if value is None:
         return ""
-    digits = 0 if float(value).is_integer() else max(0, 2 - math.floor(math.log10(abs(value))))
+    whole = value == 0 or (not unit and float(value).is_integer())
+    digits = 0 if whole else max(0, 2 - math.floor(math.log10(abs(value))))
     return f"{value:.{digits}f}" + (f" {unit}" if unit else "")
 
 

@@ -44,7 +44,7 @@ def test_expected_judges_upper_and_lower_bounds():
 
 
 @pytest.mark.parametrize("value, unit, text", [
-    (0.038181, "s", "0.0382 s"), (4.796, "%", "4.80 %"), (186.0, "", "186"), (12.0, "", "12"), (0.96, "s", "0.960 s"),
+    (0.038181, "s", "0.0382 s"), (4.796, "%", "4.80 %"), (186.0, "", "186"), (12.0, "", "12"), (21.0, "MB", "21.0 MB"), (0.96, "s", "0.960 s"),
     (20500, "ms", "20500 ms"), (0, "MB", "0 MB"), (12.03, "x", "12.0 x"), (None, "s", ""),
 ])
 def test_format_value_three_significant_digits_without_exponent(value, unit, text):

@@ -1,18 +1,16 @@
 """Speed of the evaluation metrics: per-image score + histograms, and metrics from histograms.
 
-    python bench/bench_evaluation.py [--repeats 7] [--bins 10000]
+    python bench/bench_evaluation.py [--repeats 7] [--bins 10000] [--json]
 
 Per image: a 19 x 1024 x 2048 softmax of smooth random logits (seeded) and a Fishyscapes-like
 ground truth (in-distribution everywhere but OoD blobs and a void strip at the bottom: the
-most pixels to histogram). Target: score + both histograms
-(paper 100 bins, exact `--bins`) <= 0.15 s on 2 cores. Final metrics: histograms of 1e9
-in-distribution and 1e7 OoD pixels with the golden case s01's distributions, target <= 10 ms.
-Prints median times (ms) and the peak memory the metrics allocate.
+most pixels to histogram); timed: each score, the histograms, and the entropy + both histograms
+(paper 100 bins, exact `--bins`) of one image. Final metrics: from histograms of 1e9
+in-distribution and 1e7 OoD pixels with the golden case s01's distributions.
+Prints median times (ms) and the peak memory the metrics allocate; targets in bench/common.py.
 """
 import argparse
-import statistics
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import MB, expected, figure, median_seconds, print_json  # noqa: E402
 from src.pixel_metrics import PAPER_BINS, ScoreHistogram, exact_metrics, paper_metrics, pixel_scores  # noqa: E402
 from src.scores import SCORE_RANGES, score_map  # noqa: E402
 
@@ -44,12 +43,7 @@ def synthetic_image(seed=0):
 
 
 def median_ms(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(function, repeats)
 
 
 def golden_like_counts(bins, n_in=10**9, n_out=10**7):
@@ -61,11 +55,11 @@ def golden_like_counts(bins, n_in=10**9, n_out=10**7):
 
 
 def metrics_figures(metrics, counts, repeats):
-    """(median ms, peak MiB) of computing the metrics from the counts."""
+    """(median ms, peak MB) of computing the metrics from the counts."""
     ms = median_ms(lambda: metrics(*counts), repeats)
     tracemalloc.start()
     metrics(*counts)
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    peak = tracemalloc.get_traced_memory()[1] / MB
     tracemalloc.stop()
     return ms, peak
 
@@ -74,23 +68,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--bins", type=int, default=10_000, help="bins of the exact protocol")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line, last")
     args = parser.parse_args()
 
     probs, logits, gt = synthetic_image()
-    print(f"image 19x{HEIGHT}x{WIDTH}, {np.count_nonzero(gt == IN)} in / {np.count_nonzero(gt == OUT)} OoD pixels; "
-          f"torch threads {torch.get_num_threads()}, median of {args.repeats}")
-    rows = []
-    for name in SCORE_RANGES:
-        rows.append((f"score {name}", median_ms(lambda: score_map(name, probs, logits), args.repeats), None))
+    context = (f"image 19x{HEIGHT}x{WIDTH}, {np.count_nonzero(gt == IN)} in / {np.count_nonzero(gt == OUT)} OoD "
+               f"pixels; exact protocol {args.bins} bins; torch threads {torch.get_num_threads()}, "
+               f"median of {args.repeats}")
+    print(context)
+    figures = [figure(f"score {name}", median_ms(lambda: score_map(name, probs, logits), args.repeats), "ms")
+               for name in SCORE_RANGES]
     entropy = score_map("entropy", probs)
     paper_hist, exact_hist = ScoreHistogram(PAPER_BINS), ScoreHistogram(args.bins)
     adaptive_hist = ScoreHistogram(args.bins, value_range=None)
     energy = score_map("energy", logits=logits)
-    rows += [
-        ("histograms, paper (100 bins)", median_ms(lambda: paper_hist.update(entropy, gt, IN, OUT), args.repeats), None),
-        (f"histograms, exact ({args.bins} bins)", median_ms(lambda: exact_hist.update(entropy, gt, IN, OUT), args.repeats), None),
-        (f"histograms, adaptive ({args.bins} bins, energy)",
-         median_ms(lambda: adaptive_hist.update(energy, gt, IN, OUT), args.repeats), None),
+    figures += [
+        figure("histograms, paper", median_ms(lambda: paper_hist.update(entropy, gt, IN, OUT), args.repeats), "ms"),
+        figure("histograms, exact", median_ms(lambda: exact_hist.update(entropy, gt, IN, OUT), args.repeats), "ms"),
+        figure("histograms, adaptive (energy)",
+               median_ms(lambda: adaptive_hist.update(energy, gt, IN, OUT), args.repeats), "ms"),
     ]
 
     def per_image():
@@ -98,17 +94,20 @@ def main():
         paper_hist.add(*values)
         exact_hist.add(*values)
 
-    rows.append(("entropy + both histograms, one selection (per image)", median_ms(per_image, args.repeats), 150))
-    for label, metrics, bins in [("paper metrics (100 bins)", paper_metrics, PAPER_BINS),
-                                 (f"exact metrics ({args.bins} bins)", exact_metrics, args.bins),
-                                 ("exact metrics (100000 bins)", exact_metrics, 100_000)]:
+    figures.append(figure("entropy + both histograms, per image", median_ms(per_image, args.repeats), "ms"))
+    for label, metrics, bins in [("paper metrics", paper_metrics, PAPER_BINS),
+                                 ("exact metrics", exact_metrics, args.bins),
+                                 ("exact metrics, 100000 bins", exact_metrics, 100_000)]:
         ms, peak = metrics_figures(metrics, golden_like_counts(bins), args.repeats)
-        rows.append((f"{label}, peak {peak:.1f} MiB", ms, 10))
+        figures += [figure(label, ms, "ms"), figure(f"{label} peak", peak, "MB")]
 
-    width = max(len(label) for label, _, _ in rows)
-    print(f"{'stage':<{width}}  {'ms':>8}  target")
-    for label, ms, target in rows:
-        print(f"{label:<{width}}  {ms:8.1f}  {'' if target is None else f'<= {target}'}")
+    width = max(len(f["name"]) for f in figures)
+    print(f"{'stage':<{width}}  {'value':>8}  target")
+    for f in figures:
+        target = expected("evaluation", f["name"]).target_text()
+        print(f"{f['name']:<{width}}  {f['value']:8.1f} {f['unit']:<2}  {target}")
+    if args.json:
+        print_json("evaluation", figures, context)
 
 
 if __name__ == "__main__":

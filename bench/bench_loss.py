@@ -10,7 +10,7 @@ ru_maxrss after the timed runs minus ru_maxrss once the logits, the targets and 
 buffer have been allocated (after a small warm-up run): the memory a variant needs beyond the
 logits and their gradient.
 
-    .venv/bin/python bench/bench_loss.py [--rounds 3] [--repeats 5] [--threads 2]
+    .venv/bin/python bench/bench_loss.py [--rounds 3] [--repeats 5] [--threads 2] [--json]
 """
 import argparse
 import json
@@ -24,6 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import MB, figure, print_json  # noqa: E402
 from src.loss import entropy_maximization_loss  # noqa: E402
 
 B, C, H, W = 8, 19, 480, 480
@@ -109,6 +110,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per subprocess")
     parser.add_argument("--rounds", type=int, default=3, help="subprocesses per variant")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line, last")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,9 +122,24 @@ def main():
     results = interleaved(args.rounds, args.repeats, args.threads)
     dense = results["dense"]
     for v, r in results.items():
-        print(f"{v:9s} {r['seconds']:.3f} s  peak beyond logits+grad {r['peak_bytes'] / 1e6:7.0f} MB  "
+        print(f"{v:9s} {r['seconds']:.3f} s  peak beyond logits+grad {r['peak_bytes'] / MB:7.0f} MB  "
               f"dense/this: time x{dense['seconds'] / r['seconds']:.2f}, "
               f"memory x{dense['peak_bytes'] / max(r['peak_bytes'], 1):.2f}")
+    if args.json:
+        print_json("loss", figures(results), f"logits {B}x{C}x{H}x{W}, {args.threads} threads, "
+                   f"median of {args.rounds} x {args.repeats} runs")
+
+
+def figures(results):
+    """Time and peak memory beyond logits+grad of each variant, dense / ours of both, and the dense
+    peak with the logits and their gradient counted in, to compare with the reference's peak."""
+    dense, ours = results["dense"], results["ours"]
+    logits_bytes = B * C * H * W * 4
+    return ([figure(f"{v} time", r["seconds"], "s") for v, r in results.items()]
+            + [figure(f"{v} peak beyond logits+grad", r["peak_bytes"] / MB, "MB") for v, r in results.items()]
+            + [figure("dense peak with logits+grad", (dense["peak_bytes"] + 2 * logits_bytes) / MB, "MB"),
+               figure("time dense / ours", dense["seconds"] / ours["seconds"], "x"),
+               figure("memory dense / ours", dense["peak_bytes"] / max(ours["peak_bytes"], 1), "x")])
 
 
 if __name__ == "__main__":

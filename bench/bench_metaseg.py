@@ -1,6 +1,6 @@
 """Speed and memory of the MetaSeg metrics and of the per-image segment search.
 
-    python bench/bench_metaseg.py [--input big.npz] [--repeats 5] [--images 4] [--workers 2]
+    python bench/bench_metaseg.py [--input big.npz] [--repeats 5] [--images 4] [--workers 2] [--json]
 
 Without --input it generates the 1024x2048 input on which the reference was timed
 (shared/bench/gen_big.py 1024 2048 7; shared = $METAOOD_SHARED or ../shared beside the
@@ -13,7 +13,6 @@ is fixed so that freed buffers are given back and not silently reused).
 import argparse
 import dataclasses
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,16 +26,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import MB, expected, figure, median_seconds, print_json  # noqa: E402
 from src import paths  # noqa: E402
 from src.metaseg import compute_metrics_components, compute_metrics_mask  # noqa: E402
 from src.scores import entropy_mask  # noqa: E402
 from src.segment_search import run_segment_search  # noqa: E402
 from src.settings import default_config  # noqa: E402
-
-# shared/bench/README.md: the reference on 2 cores, 1024x2048, 186 predicted segments
-REFERENCE_S = {"entropy_mask": 0.3, "compute_metrics_components": 4.5, "compute_metrics_mask": 3.06,
-               "both metric calls": 7.56}
-REFERENCE_MB = {"both metric calls": 560}
 
 
 def big_input_file(args, folder):
@@ -65,15 +60,6 @@ def metric_calls(data):
     return calls
 
 
-def median_seconds(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _status_kb(field):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
@@ -90,10 +76,10 @@ def peak_extra_mb(fn):
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current resident size
     except OSError:
-        return peak / 2**20, None
+        return peak / MB, None
     before = _status_kb("VmRSS")
     fn()
-    return peak / 2**20, (_status_kb("VmHWM") - before) / 1024
+    return peak / MB, (_status_kb("VmHWM") - before) * 1024 / MB
 
 
 def measured_memory(input_file, name):
@@ -135,6 +121,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per call (median)")
     parser.add_argument("--images", type=int, default=4, help="images of the segment-search run")
     parser.add_argument("--workers", type=int, default=2, help="segment_workers of the segment-search run")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line, last")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: measure one call's memory
     args = parser.parse_args()
     if args.memory_of:
@@ -149,21 +136,31 @@ def main():
         n_pred = len(calls["compute_metrics_components"]()[0]["S"])
         n_gt = len(calls["compute_metrics_mask"]()[0]["S"])
         share = 100 * entropy_mask(data["probs"], 0.7).mean()
-        print(f"input {data['probs'].shape} {data['probs'].dtype}, mask {share:.2f} % of the pixels, "
-              f"{n_pred} predicted / {n_gt} ground-truth segments; {os.cpu_count()} CPUs\n")
+        context = (f"input {data['probs'].shape} {data['probs'].dtype}, mask {share:.2f} % of the pixels, "
+                   f"{n_pred} predicted / {n_gt} ground-truth segments; {os.cpu_count()} CPUs")
+        figures = [figure("predicted segments", n_pred, ""), figure("ground-truth segments", n_gt, ""),
+                   figure("mask share", share, "%")]
+        print(context + "\n")
         print(f"{'call':<28}{'median s':>10}{'reference s':>13}{'speed-up':>10}"
               f"{'alloc MB':>10}{'peak RSS MB':>13}")
         for name, fn in calls.items():
             seconds = median_seconds(fn, args.repeats)
             alloc, rss = measured_memory(input_file, name)
-            print(f"{name:<28}{seconds:>10.4f}{REFERENCE_S[name]:>13.2f}{REFERENCE_S[name] / seconds:>9.0f}x"
+            reference = expected("metaseg", name).reference
+            print(f"{name:<28}{seconds:>10.4f}{reference:>13.2f}{reference / seconds:>9.0f}x"
                   f"{alloc:>10}{rss:>13}")
-        print(f"(reference: {REFERENCE_MB['both metric calls']} MB inside the two metric calls)\n")
+            figures += [figure(name, seconds, "s"), figure(f"{name} alloc", alloc, "MB")]
+            figures += [] if rss == "n/a" else [figure(f"{name} peak RSS", rss, "MB")]
+        print(f"(reference: {expected('metaseg', 'both metric calls alloc').reference:g} MB "
+              f"inside the two metric calls)\n")
 
         for workers in sorted({1, args.workers}):
             per_image = search_seconds_per_image(data, folder, args.images, workers)
             print(f"segment search (read hdf5, entropy mask, both calls, 4 pickles): "
                   f"{per_image:.3f} s per image over {args.images} images, {workers} worker(s)")
+            figures.append(figure(f"segment search, {workers} worker{'s' * (workers > 1)}", per_image, "s"))
+    if args.json:
+        print_json("metaseg", figures, context)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""What the bench scripts share: timing, figures as one JSON line, and the issues' references and targets.
+
+A figure is {"name", "value", "unit"}; `print_json` writes a script's figures as the last line of
+its stdout, which bench/run_all.py reads. EXPECTED is the one place for the reference figures
+(the reference implementation, shared/bench/README.md) and the targets the issues set.
+"""
+import json
+import statistics
+import time
+from typing import NamedTuple
+
+MB = 1e6  # memory in decimal MB, the unit of the references and targets
+
+
+class Expected(NamedTuple):
+    reference: float = None
+    target: float = None
+    at_least: bool = False  # the target is a lower bound (a speed-up), else an upper bound
+
+    def target_text(self):
+        return "" if self.target is None else f"{'>=' if self.at_least else '<='} {self.target:g}"
+
+    def met(self, value):
+        """True/False against the target, None without one."""
+        if self.target is None:
+            return None
+        return value >= self.target if self.at_least else value <= self.target
+
+
+# (benchmark, figure name) -> Expected; a benchmark is a script's name without bench_ and .py
+EXPECTED = {
+    ("loss", "dense time"): Expected(reference=0.96),
+    ("loss", "dense peak with logits+grad"): Expected(reference=1230),  # the reference's whole peak
+    ("loss", "time dense / ours"): Expected(target=3, at_least=True),
+    ("loss", "memory dense / ours"): Expected(target=2, at_least=True),
+    ("metaseg", "predicted segments"): Expected(reference=186),
+    ("metaseg", "ground-truth segments"): Expected(reference=12),
+    ("metaseg", "mask share"): Expected(reference=4.8),
+    ("metaseg", "entropy_mask"): Expected(reference=0.3),
+    ("metaseg", "compute_metrics_components"): Expected(reference=4.5),
+    ("metaseg", "compute_metrics_mask"): Expected(reference=3.06),
+    ("metaseg", "both metric calls"): Expected(reference=7.56, target=0.25),
+    ("metaseg", "both metric calls alloc"): Expected(reference=560, target=160),
+    ("metaseg", "both metric calls peak RSS"): Expected(reference=560, target=160),
+    ("metaseg", "segment search, 1 worker"): Expected(target=0.6),
+    ("metaseg", "segment search, 2 workers"): Expected(target=0.6),
+    ("evaluation", "score entropy"): Expected(reference=290),
+    ("evaluation", "entropy + both histograms, per image"): Expected(target=150),
+    ("evaluation", "paper metrics"): Expected(reference=20500, target=10),
+    ("evaluation", "paper metrics peak"): Expected(reference=750),
+    ("evaluation", "exact metrics"): Expected(target=10),
+    ("evaluation", "exact metrics, 100000 bins"): Expected(target=10),
+}
+
+
+def expected(benchmark, name):
+    return EXPECTED.get((benchmark, name), Expected())
+
+
+def median_seconds(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def figure(name, value, unit):
+    return {"name": name, "value": float(value), "unit": unit}
+
+
+def print_json(benchmark, figures, context=""):
+    """The machine-readable result: one line, to be the last of stdout."""
+    print(json.dumps({"benchmark": benchmark, "context": context, "figures": figures}), flush=True)

@@ -17,11 +17,19 @@ checks, dots, rings, speckles or blotches, with random polygon, star, blob and r
 as with real COCO and real road obstacles, nothing in training looks like them, and entropy
 maximization on the COCO objects can generalize to the test obstacles.
 
-Default counts (a 10-minute CPU demo): 80 Cityscapes train and 16 val scenes; 40 COCO images,
+The COCO-like images show these objects, about 1.2 per 100 x 100 pixels with radii of 3..36 px
+(the sizes of the test obstacles), on asphalt painted like the street scenes' road. Their
+unannotated background is trained as road (the reference's default), so it must look like road:
+on a backdrop unlike any street scene, a small network learns to raise its entropy on whole
+COCO images (their context) instead of on the objects, and that does not carry over to
+obstacles in street scenes.
+
+Default counts (a 10-minute CPU demo): 80 Cityscapes train and 16 val scenes; 80 COCO images,
 of which those with index % 4 == 1 contain an excluded class (person, car, ...) and those with
-index % 5 == 3 are smaller than 480 px on one side, so 24 survive the preparation filter (8 are
-drawn per epoch at subsampling factor 0.1); 16 LostAndFound test scenes; 8 Fishyscapes scenes per
-split. The default size is 128x256 (COCO images are 480..520 px a side, as the filter needs).
+index % 5 == 3 are smaller than 480 px on one side, so 48 survive the preparation filter (24 are
+drawn per epoch at the demo's subsampling factor 0.3); 16 LostAndFound test scenes; 8
+Fishyscapes scenes per split. The default size is 128x256 (COCO images are 480..520 px a side,
+as the filter needs).
 
 Deterministic: every image has its own generator seeded by (seed, data set, index), so the same
 seed gives byte-identical files and changing one count leaves the other images unchanged.
@@ -88,6 +96,10 @@ COCO_CATEGORIES = (
 COCO_EXCLUDED = {1, 2, 3, 4, 6, 8, 10, 13}
 COCO_SIDE = (480, 521)
 COCO_SMALL_SIDE = (320, 471)
+# COCO-like objects per 100 x 100 pixels, and their radii (px, log-uniform): about the sizes of
+# the LostAndFound-like obstacles (3..16 px) and of the objects pasted into Fishyscapes (8..19 px).
+COCO_OBJECT_DENSITY = 1.2
+COCO_OBJECT_RADIUS = (3.0, 36.0)
 STREAMS = {"cityscapes_train": 1, "cityscapes_val": 2, "coco": 3, "lost_and_found": 4,
            "fishyscapes_Static": 5, "fishyscapes_LostAndFound": 6, "coco_ids": 7}
 
@@ -574,13 +586,23 @@ def make_fishyscapes(root, count: int, shape, seed: int) -> None:
 
 # ---------------------------------------------------------------- COCO
 
-def coco_backdrop(rng, shape) -> np.ndarray:
-    """Muted indoor/outdoor-like backdrop: two regions of low-saturation colours."""
+def ground_backdrop(rng, shape) -> np.ndarray:
+    """Asphalt seen from close by, painted like the street scenes' road (the same colour and
+    texture statistics), with 0..2 repaired patches and 0..3 dashed markings at random angles."""
     h, w = shape
-    boundary = h * rng.uniform(0.3, 0.7) + np.arange(w) * rng.normal(0, 0.2)
-    lower = np.arange(h)[:, None] > boundary[None, :]
-    colours = [hsv_colour(rng.uniform(0, 360), rng.uniform(0, 0.25), rng.uniform(0.3, 0.85)) for _ in range(2)]
-    return textured(rng, 0.0, 4, 10, rng.uniform(8, 40))(shape) + np.where(lower[..., None], *colours)
+    image = surface(rng, ROAD)(shape)
+    for _ in range(rng.integers(0, 3)):
+        top, left = rng.uniform(0, h), rng.uniform(0, w)
+        patch = rect_mask(shape, top, top + rng.uniform(20, 150), left, left + rng.uniform(20, 150))
+        fill(image, patch, surface(rng, ROAD))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(rng.integers(0, 4)):
+        angle = rng.uniform(0, np.pi)
+        across = np.cos(angle) * xx + np.sin(angle) * yy - rng.uniform(0, max(h, w))
+        along = np.cos(angle) * yy - np.sin(angle) * xx
+        dashes = (np.abs(across) < rng.uniform(1.5, 3.5)) & (along / rng.uniform(8, 20) % 1 < 0.5)
+        image[dashes] = np.asarray((215, 215, 210)) + rng.normal(0, 5, 3)
+    return image * rng.uniform(0.85, 1.15) + rng.normal(0, 4, 3)
 
 
 def uncompressed_rle(mask) -> dict:
@@ -602,11 +624,13 @@ def decoded(segmentation, shape) -> np.ndarray:
 
 
 def coco_segmentations(rng, shape, crowd: bool) -> list:
-    """(segmentation, iscrowd) of 6..14 objects, polygons and RLE alternating, plus a crowd region."""
+    """(segmentation, iscrowd) of about COCO_OBJECT_DENSITY objects per 100 x 100 pixels,
+    polygons and RLE alternating, plus a crowd region."""
     h, w = shape
     out = []
-    for k in range(rng.integers(6, 15)):
-        radius = float(np.exp(rng.uniform(np.log(5), np.log(0.3 * min(h, w)))))
+    count = int(h * w / 1e4 * COCO_OBJECT_DENSITY * rng.uniform(0.7, 1.3))
+    for k in range(count):
+        radius = float(np.exp(rng.uniform(*np.log(COCO_OBJECT_RADIUS))))
         cy, cx = rng.uniform(radius, h - radius), rng.uniform(radius, w - radius)
         if k % 2 == 0:
             out.append(([[v for point in unfamiliar_polygon(rng, cy, cx, radius) for v in point]], 0))
@@ -641,7 +665,7 @@ def make_coco(root, count: int, seed: int, year: str = "2017", split: str = "tra
     for i, image_id in enumerate(ids):
         rng = item_rng(seed, "coco", i)
         shape = coco_image_shape(rng, small=i % 5 == 3)
-        picture = coco_backdrop(rng, shape)
+        picture = ground_backdrop(rng, shape)
         for k, (segmentation, crowd) in enumerate(coco_segmentations(rng, shape, crowd=i % 3 == 0)):
             mask = decoded(segmentation, shape)
             fill(picture, mask, lambda patch: unfamiliar_texture(rng, patch))
@@ -668,7 +692,7 @@ def demo_roots(root) -> dict:
 
 
 def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train: int = 80,
-                   n_cityscapes_val: int = 16, n_coco: int = 40, n_lostandfound: int = 16,
+                   n_cityscapes_val: int = 16, n_coco: int = 80, n_lostandfound: int = 16,
                    n_fishyscapes: int = 8, seed: int = 0) -> dict:
     """Writes the four data sets under `root`; returns their roots by data set name."""
     roots = demo_roots(root)
@@ -687,7 +711,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=256, help="scene width in pixels (default: %(default)s)")
     parser.add_argument("--n_cityscapes_train", type=int, default=80, help="(default: %(default)s)")
     parser.add_argument("--n_cityscapes_val", type=int, default=16, help="(default: %(default)s)")
-    parser.add_argument("--n_coco", type=int, default=40, help="COCO images before filtering (default: %(default)s)")
+    parser.add_argument("--n_coco", type=int, default=80, help="COCO images before filtering (default: %(default)s)")
     parser.add_argument("--n_lostandfound", type=int, default=16, help="(default: %(default)s)")
     parser.add_argument("--n_fishyscapes", type=int, default=8, help="per split (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")

@@ -117,6 +117,7 @@ _CHECKS = {
     "training_starting_epoch": (nonnegative_int, "-epoch/--training_starting_epoch"),
     "num_training_epochs": (nonnegative_int, "-nepochs/--num_training_epochs"),
     "val_epoch": (nonnegative_int, "-epoch/--val_epoch"),
+    "seed": (nonnegative_int, "--seed"),
     "num_workers": (nonnegative_int, "--num_workers"),
     "segment_workers": (positive_int, "--segment_workers"),
     "folds": (positive_int, "--folds"),
@@ -171,7 +172,7 @@ def _flag_groups(parser, defaults: RunConfig, module):
     def common(g):
         g.add_argument("-model", "--MODEL", default=d.MODEL, choices=module.MODELS, metavar="MODEL",
                        help=f"network, one of {', '.join(module.MODELS)}")
-        g.add_argument("--seed", type=int, default=d.seed, help="random seed")
+        g.add_argument("--seed", type=nonnegative_int, default=d.seed, help="random seed")
         g.add_argument("--num_workers", type=nonnegative_int, default=d.num_workers,
                        help="data-loading processes")
 

@@ -95,6 +95,8 @@ def test_flags_do_not_touch_the_config_module():
     ("ood_training", ["-lr", "0"], "-lr/--learning_rate: expected a number > 0, got 0"),
     ("ood_training", ["-lr=-1e-5"], "-lr/--learning_rate: expected a number > 0"),
     ("ood_training", ["-crop", "0"], "-crop/--crop_size: expected an integer > 0"),
+    ("ood_training", ["--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
+    ("ood_training", ["--seed", "x"], "--seed: expected an integer >= 0, got 'x'"),
     ("ood_training", ["-model", "ResNet"], "invalid choice: 'ResNet' (choose from "
                                            "'DeepLabV3+_WideResNet38', 'DualGCNNet_res50'"),
     ("ood_training", ["-train", "ImageNet"], "invalid choice: 'ImageNet' (choose from 'Cityscapes+COCO')"),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import config as user_config
+from src.errors import MetaOodError
 
 
 @dataclass(frozen=True)
@@ -61,26 +62,49 @@ class RunConfig:
     panels: int = 4
 
 
+class ConfigError(MetaOodError):
+    """config.py lacks a setting or has one that is not known."""
+
+
+# RunConfig field -> the config.py variable of its default. The other RunConfig fields without a
+# default of their own are the keys of config.py's `params`.
+_CONFIG_VARIABLES = {
+    "TRAINSET": "TRAINSET", "VALSET": "VALSET", "MODEL": "MODEL", "io_root": "IO_ROOT",
+    "cityscapes_root": "CITYSCAPES_ROOT", "coco_root": "COCO_ROOT", "lostandfound_root": "LOSTANDFOUND_ROOT",
+    "fishyscapes_root": "FISHYSCAPES_ROOT", "fishyscapes_split": "FISHYSCAPES_SPLIT", "init_ckpt": "INIT_CKPT",
+    "weights_dir": "WEIGHTS_DIR", "seed": "SEED", "num_workers": "NUM_WORKERS",
+    "segment_workers": "SEGMENT_WORKERS", "inference_batch_size": "INFERENCE_BATCH_SIZE",
+}
+_PARAMS = [f.name for f in dataclasses.fields(RunConfig)
+           if f.default is dataclasses.MISSING and f.name not in _CONFIG_VARIABLES]
+
+
+def _config_py_source(field: str) -> str:
+    """Where config.py sets `field`: its variable or its params key."""
+    return f"params[{field!r}]" if field in _PARAMS else _CONFIG_VARIABLES[field]
+
+
+def _missing_or_unknown(module) -> list:
+    """Messages for the settings config.py lacks and the params keys it has that are not known."""
+    params = getattr(module, "params", {})
+    missing = [name for name in _CONFIG_VARIABLES.values() if not hasattr(module, name)]
+    missing += [f"params[{key!r}]" for key in _PARAMS if key not in params]
+    unknown = [f"params[{key!r}]" for key in params if key not in _PARAMS]
+    messages = []
+    if missing:
+        messages.append(f"config.py lacks {', '.join(missing)}")
+    if unknown:
+        messages.append(f"config.py has unknown {', '.join(unknown)}")
+    return messages
+
+
 def default_config(module=user_config) -> RunConfig:
-    """The configuration config.py describes, before any flag."""
-    return RunConfig(
-        TRAINSET=module.TRAINSET,
-        VALSET=module.VALSET,
-        MODEL=module.MODEL,
-        io_root=module.IO_ROOT,
-        cityscapes_root=module.CITYSCAPES_ROOT,
-        coco_root=module.COCO_ROOT,
-        lostandfound_root=module.LOSTANDFOUND_ROOT,
-        fishyscapes_root=module.FISHYSCAPES_ROOT,
-        fishyscapes_split=module.FISHYSCAPES_SPLIT,
-        init_ckpt=module.INIT_CKPT,
-        weights_dir=module.WEIGHTS_DIR,
-        seed=module.SEED,
-        num_workers=module.NUM_WORKERS,
-        segment_workers=module.SEGMENT_WORKERS,
-        inference_batch_size=module.INFERENCE_BATCH_SIZE,
-        **module.params,
-    )
+    """The configuration config.py describes, before any flag; ConfigError if a setting is missing or unknown."""
+    problems = _missing_or_unknown(module)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return RunConfig(**{field: getattr(module, name) for field, name in _CONFIG_VARIABLES.items()},
+                     **module.params)
 
 
 # ---------------------------------------------------------------- value checks
@@ -105,7 +129,7 @@ fraction_value = _checked(float, lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]"
 positive_int = _checked(int, lambda n: n > 0, "an integer > 0")
 nonnegative_int = _checked(int, lambda n: n >= 0, "an integer >= 0")
 
-# Field -> (checker, the flag that sets it): defaults from config.py pass the same checks.
+# Field -> (checker, the flag that sets it): the values config.py gives pass the same checks.
 _CHECKS = {
     "pareto_alpha": (alpha_value, "-alpha/--pareto_alpha"),
     "entropy_threshold": (threshold_value, "-threshold/--entropy_threshold"),
@@ -120,10 +144,6 @@ _CHECKS = {
     "seed": (nonnegative_int, "--seed"),
     "num_workers": (nonnegative_int, "--num_workers"),
     "segment_workers": (positive_int, "--segment_workers"),
-    "folds": (positive_int, "--folds"),
-    "bins": (positive_int, "--bins"),
-    "panels": (nonnegative_int, "--panels"),
-    "max_iters": (nonnegative_int, "--max_iters"),
 }
 _CHOICES = {
     "MODEL": ("MODELS", "-model/--MODEL"),
@@ -134,18 +154,25 @@ _CHOICES = {
 FISHYSCAPES_SPLITS = ["Static", "LostAndFound"]
 
 
-def config_problems(cfg: RunConfig, module=user_config):
-    """Messages for every value of `cfg` outside its allowed range (empty: all fine)."""
+def config_problems(cfg: RunConfig, fields, module=user_config):
+    """Messages for the values of `fields` in `cfg` outside their allowed range (empty: all fine).
+
+    Flags are checked as they are parsed, so a value found here comes from config.py: the message
+    names the setting there and the flag that overrides it.
+    """
     problems = []
     for field, (check, flag) in _CHECKS.items():
+        if field not in fields:
+            continue
         try:
             check(str(getattr(cfg, field)))
         except argparse.ArgumentTypeError as err:
-            problems.append(f"{field} ({flag}): {err}")
+            problems.append(f"{field} ({flag}): {err} (from config.py {_config_py_source(field)})")
     for field, (list_name, flag) in _CHOICES.items():
         choices = getattr(module, list_name) if list_name else FISHYSCAPES_SPLITS
-        if getattr(cfg, field) not in choices:
-            problems.append(f"{field} ({flag}): {getattr(cfg, field)!r} is not one of {', '.join(choices)}")
+        if field in fields and getattr(cfg, field) not in choices:
+            problems.append(f"{field} ({flag}): {getattr(cfg, field)!r} is not one of {', '.join(choices)} "
+                            f"(from config.py {_config_py_source(field)})")
     return problems
 
 
@@ -278,11 +305,14 @@ def build_parser(script: str, defaults: RunConfig, module=user_config) -> argpar
 
 def parse_run_config(script: str, argv=None, module=user_config) -> RunConfig:
     """config.py's defaults with this run's flags applied; exits 2 on invalid values."""
-    defaults = default_config(module)
+    try:
+        defaults = default_config(module)
+    except ConfigError as err:
+        _OneLineParser(prog=f"{script}.py").exit(2, f"{script}.py: error: {err}\n")
     parser = build_parser(script, defaults, module)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    cfg = dataclasses.replace(defaults, **vars(args))
-    problems = config_problems(cfg, module)
+    args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
+    cfg = dataclasses.replace(defaults, **args)
+    problems = config_problems(cfg, args, module)  # only the settings this script has
     if problems:
         parser.error("; ".join(problems))
     if cfg.no_init_ckpt and cfg.training_starting_epoch > 0:

@@ -130,6 +130,45 @@ def test_invalid_value_in_config_py_is_reported(capsys):
     assert "MODEL (-model/--MODEL): 'UNet' is not one of" in err
 
 
+def _config_module(**variables):
+    """A copy of config.py with `variables` replaced; `params` is a dict of the changed keys,
+    a key set to None is removed."""
+    module = types.ModuleType("config")
+    vars(module).update({k: v for k, v in vars(config).items() if not k.startswith("__")})
+    params = dict(config.params, **variables.pop("params", {}))
+    module.params = {k: v for k, v in params.items() if v is not None}
+    vars(module).update(variables)
+    return module
+
+
+def _one_line_error(script, argv, module, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_run_config(script, argv, module=module)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{script}.py: error:")
+    return err
+
+
+def test_a_config_py_value_names_its_place_and_is_checked_only_where_used(capsys):
+    bad = _config_module(params={"entropy_threshold": 1.5}, SEED=-1)
+    err = _one_line_error("meta_classification", [], bad, capsys)
+    assert ("entropy_threshold (-threshold/--entropy_threshold): expected a number in (0, 1), got 1.5 "
+            "(from config.py params['entropy_threshold'])") in err
+    assert "seed (--seed): expected an integer >= 0, got -1 (from config.py SEED)" in err
+    # ood_training has no -threshold; a flag replaces the bad value
+    assert parse_run_config("ood_training", ["--seed", "3"], module=bad).seed == 3
+    assert parse_run_config("meta_classification", ["-threshold", "0.5", "--seed", "0"], module=bad).entropy_threshold == 0.5
+
+
+def test_a_missing_or_unknown_config_py_setting_is_one_line(capsys):
+    bad = _config_module(params={"entropy_threshold": None, "entropy_treshold": 0.7})
+    err = _one_line_error("ood_training", [], bad, capsys)
+    assert "config.py lacks params['entropy_threshold']; config.py has unknown params['entropy_treshold']" in err
+    del bad.SEED
+    assert "config.py lacks SEED, params['entropy_threshold']" in _one_line_error("evaluation", [], bad, capsys)
+
+
 @pytest.mark.parametrize("script", ["ood_training", "meta_classification", "evaluation"])
 def test_help_lists_flags_with_defaults(script):
     out = subprocess.run([sys.executable, f"{script}.py", "-h"], capture_output=True, text=True,

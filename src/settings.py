@@ -13,6 +13,7 @@ from typing import Optional
 
 import config as user_config
 from src.errors import MetaOodError
+from src.scores import SCORE_RANGES
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,12 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see -h)\n")
 
 
-def _flag_groups(parser, defaults: RunConfig, module):
+def _flag_groups(defaults: RunConfig, module):
     """Every flag, by group name; each script picks the groups it uses."""
     d = defaults
+
+    def cityscapes_root(g, use):
+        g.add_argument("--cityscapes_root", default=d.cityscapes_root, help=f"Cityscapes root ({use})")
 
     def paths(g):
         g.add_argument("--io_root", default=d.io_root, help="root of every output folder")
@@ -220,7 +224,7 @@ def _flag_groups(parser, defaults: RunConfig, module):
         g.add_argument("--ood_subsampling_factor", type=fraction_value,
                        default=d.ood_subsampling_factor,
                        help="COCO images per epoch, as a share of the Cityscapes images")
-        g.add_argument("--cityscapes_root", default=d.cityscapes_root, help="Cityscapes root")
+        cityscapes_root(g, "training images")
         g.add_argument("--coco_root", default=d.coco_root, help="COCO root, ending in the year")
         g.add_argument("--no_init_ckpt", action="store_true",
                        help="start from random weights instead of --init_ckpt (only with -epoch 0)")
@@ -255,12 +259,6 @@ def _flag_groups(parser, defaults: RunConfig, module):
                        help="stage 2: segment metrics of every image")
         g.add_argument("-removal", "--fp_removal", action="store_true",
                        help="stage 3: meta classifier and false-positive removal")
-        g.add_argument("--segment_workers", type=positive_int, default=d.segment_workers,
-                       help="processes for the segment search")
-        g.add_argument("--cv", default=d.cv, choices=["loo", "image", "kfold"],
-                       help="meta classifier validation: leave one segment out (paper), "
-                            "leave one image out, or k folds")
-        g.add_argument("--folds", type=positive_int, default=d.folds, help="folds for --cv kfold")
         g.add_argument("--store_logits", action="store_true",
                        help="also store the logits in the probs files (max-logit, energy scores)")
 
@@ -269,27 +267,34 @@ def _flag_groups(parser, defaults: RunConfig, module):
         g.add_argument("-segment", "--segment_eval", action="store_true", help="segment-level FP/FN counts")
         g.add_argument("-miou", "--miou", action="store_true",
                        help="in-distribution mIoU on the Cityscapes val split")
-        g.add_argument("--score", default=d.score, choices=["entropy", "msp", "maxlogit", "energy"],
+        g.add_argument("--score", default=d.score, choices=list(SCORE_RANGES),
                        help="pixel OoD score (maxlogit and energy need --store_logits probs)")
         g.add_argument("--bins", type=positive_int, default=d.bins,
                        help="histogram bins of the exact protocol")
         g.add_argument("--panels", type=nonnegative_int, default=d.panels,
                        help="per-image picture panels to draw")
-        g.add_argument("--cityscapes_root", default=d.cityscapes_root,
-                       help="Cityscapes root (for -miou)")
+        cityscapes_root(g, "for -miou")
+
+    def meta_classifier(g):
+        # Imported here: sklearn takes a second to load, and only the scripts with --cv use it.
+        from src.meta_classifier import CV_SCHEMES
         g.add_argument("--segment_workers", type=positive_int, default=d.segment_workers,
-                       help="processes for the segment search, if it must run")
-        g.add_argument("--cv", default=d.cv, choices=["loo", "image", "kfold"],
-                       help="meta classifier validation, if it must run")
+                       help="processes for the segment search")
+        g.add_argument("--cv", default=d.cv, choices=CV_SCHEMES,
+                       help="meta classifier validation: leave one segment out (paper), "
+                            "leave one image out, or k folds")
+        g.add_argument("--folds", type=positive_int, default=d.folds, help="folds for --cv kfold")
 
     return {"paths": paths, "common": common, "training": training, "alpha": alpha,
-            "evaluation_set": evaluation_set, "meta": meta, "evaluate": evaluate}
+            "evaluation_set": evaluation_set, "meta": meta, "evaluate": evaluate,
+            "meta_classifier": meta_classifier}
 
 
 SCRIPT_GROUPS = {
     "ood_training": ["common", "training", "alpha", "paths"],
-    "meta_classification": ["common", "evaluation_set", "alpha", "meta", "paths"],
-    "evaluation": ["common", "evaluation_set", "alpha", "evaluate", "paths"],
+    "meta_classification": ["common", "evaluation_set", "alpha", "meta", "meta_classifier", "paths"],
+    # evaluation.py runs the segment search and the meta classifier when their outputs are missing
+    "evaluation": ["common", "evaluation_set", "alpha", "evaluate", "meta_classifier", "paths"],
 }
 
 
@@ -297,7 +302,7 @@ def build_parser(script: str, defaults: RunConfig, module=user_config) -> argpar
     parser = _OneLineParser(prog=f"{script}.py",
                             description="Defaults come from config.py; flags override them for this run.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    groups = _flag_groups(parser, defaults, module)
+    groups = _flag_groups(defaults, module)
     for name in SCRIPT_GROUPS[script]:
         groups[name](parser.add_argument_group(name.replace("_", " ")))
     return parser

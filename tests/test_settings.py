@@ -72,6 +72,11 @@ def test_defaults_equal_the_reference():
     ("evaluation", ["-segment"], "segment_eval", True),
     ("evaluation", ["-miou"], "miou", True),
     ("evaluation", ["--score", "maxlogit"], "score", "maxlogit"),
+    ("evaluation", ["--cv", "kfold"], "cv", "kfold"),
+    ("evaluation", ["--folds", "3"], "folds", 3),
+    ("evaluation", ["--segment_workers", "3"], "segment_workers", 3),
+    ("evaluation", ["--cityscapes_root", "/cs"], "cityscapes_root", "/cs"),
+    ("meta_classification", ["--folds", "3"], "folds", 3),
     ("evaluation", ["-alpha", "0.0"], "pareto_alpha", 0.0),
 ])
 def test_each_flag_reaches_the_configuration(script, argv, field, value):

@@ -17,7 +17,7 @@ from src import paths
 from src.atomic import atomic_path
 from src.dataset import build_dataset
 from src.errors import MetaOodError
-from src.model import load_network
+from src.model import default_device, load_network
 from src.settings import RunConfig, init_ckpt_path
 
 logger = logging.getLogger(__name__)
@@ -70,10 +70,6 @@ def network_outputs(model, dataset, indices, batch_size, num_workers, device, de
                 for (i, _, gt_train), z in zip(group, logits):
                     yield i, z, gt_train
                 bar.update(len(group))
-
-
-def default_device():
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def network_at_epoch(cfg: RunConfig, epoch: int, num_classes: int, device):

@@ -23,7 +23,7 @@ from src.atomic import atomic_path
 from src.errors import MetaOodError
 from src.dataset import build_dataset, training_transform
 from src.loss import entropy_maximization_loss
-from src.model import load_network, checkpoint_state_dict, read_checkpoint
+from src.model import checkpoint_state_dict, default_device, load_network, read_checkpoint
 from src.settings import RunConfig, init_ckpt_path
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def _start_process() -> _Process:
     """Joins the process group when started by torchrun (its environment variables are set)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return _Process(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        return _Process(0, 1, default_device())
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)

@@ -16,7 +16,7 @@ from src.model.dualgcn import DualGCNNetRes50
 from src.model.mobilenet import DeepLabV3PlusMobileNetV3
 
 __all__ = ["NETWORKS", "CheckpointError", "build_network", "load_network", "read_checkpoint",
-           "unwrapped", "checkpoint_state_dict"]
+           "unwrapped", "checkpoint_state_dict", "default_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,11 @@ NETWORKS = {
 # Key prefix of the published checkpoints (meta-ood saved DeepLabV3+ inside nn.DataParallel).
 # Our checkpoints use the same layout, so either implementation reads the other's files.
 _SAVED_PREFIX = {"DeepLabV3+_WideResNet38": WRAPPER_PREFIX}
+
+
+def default_device() -> torch.device:
+    """cuda if available, else cpu."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def build_network(name: str, num_classes: int) -> nn.Module:
@@ -48,9 +53,7 @@ def load_network(name: str, num_classes: int, ckpt_path=None, device=None, train
         logger.info("%s: random initialization (no checkpoint)", name)
     else:
         load_weights(model, ckpt_path)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).train(train)
+    return model.to(default_device() if device is None else device).train(train)
 
 
 def checkpoint_state_dict(model: nn.Module, name: str) -> dict:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from src import paths
 from src.atomic import atomic_path
 from src.errors import MetaOodError
-from src.dataset import build_dataset, training_transform
+from src.dataset import DATASETS, build_dataset, training_transform
 from src.loss import entropy_maximization_loss
 from src.model import checkpoint_state_dict, default_device, load_network, read_checkpoint
 from src.settings import RunConfig, init_ckpt_path
@@ -88,8 +88,9 @@ def _start_epoch(cfg, epoch, rank) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _resume_epoch(cfg: RunConfig) -> int:
-    """The last finished epoch of this run whose checkpoint exists, else the starting epoch.
+def _resume_point(cfg: RunConfig) -> tuple:
+    """(epoch, checkpoint) of the last finished epoch of this run that is saved, else (the starting
+    epoch, None); the checkpoint is returned so that its file is read only once.
 
     Re-running an interrupted command continues after its last saved epoch; a checkpoint of
     a run with other settings is an error rather than a silent mix of two runs.
@@ -98,39 +99,56 @@ def _resume_epoch(cfg: RunConfig) -> int:
     for epoch in range(last, first, -1):
         path = paths.checkpoint_path(cfg, epoch)
         if os.path.exists(path):
-            saved = read_checkpoint(path).get("config", {})
-            differ = [k for k in _RUN_DEFINING if k in saved and saved[k] != getattr(cfg, k)]
+            saved = read_checkpoint(path)
+            settings = saved.get("config", {})
+            differ = [k for k in _RUN_DEFINING if k in settings and settings[k] != getattr(cfg, k)]
             if differ:
                 raise TrainingError(
                     f"{path} exists from a run with other settings "
-                    f"({', '.join(f'{k}={saved[k]!r}, now {getattr(cfg, k)!r}' for k in differ)}); "
+                    f"({', '.join(f'{k}={settings[k]!r}, now {getattr(cfg, k)!r}' for k in differ)}); "
                     "delete it or choose another --weights_dir")
-            return epoch
-    return first
+            return epoch, saved
+    return first, None
 
 
-def _initial_weights(cfg: RunConfig, start_epoch: int):
-    """Checkpoint the network starts from: None (random) only when asked for explicitly."""
-    if start_epoch > 0:
-        path = paths.checkpoint_path(cfg, start_epoch)
+def _starting_checkpoint(cfg: RunConfig, epoch: int, saved):
+    """(path, contents) of the checkpoint the network of `epoch` starts from: `saved` when the
+    resume point read it already; (None, None), random weights, only when asked for explicitly."""
+    if saved is not None:
+        return paths.checkpoint_path(cfg, epoch), saved
+    if epoch > 0:
+        path = paths.checkpoint_path(cfg, epoch)
         if not os.path.exists(path):
-            raise TrainingError(f"cannot resume from epoch {start_epoch}: {path} does not exist")
-        return path
-    if cfg.no_init_ckpt:
-        return None
-    path = init_ckpt_path(cfg)
-    if not os.path.exists(path):
-        raise TrainingError(f"initial checkpoint {path} does not exist (--init_ckpt; "
-                            "--no_init_ckpt starts from random weights on purpose)")
-    return path
+            raise TrainingError(f"cannot resume from epoch {epoch}: {path} does not exist")
+    elif cfg.no_init_ckpt:
+        return None, None
+    else:
+        path = init_ckpt_path(cfg)
+        if not os.path.exists(path):
+            raise TrainingError(f"initial checkpoint {path} does not exist (--init_ckpt; "
+                                "--no_init_ckpt starts from random weights on purpose)")
+    return path, read_checkpoint(path)
 
 
 def adam(model, cfg: RunConfig, resumed_checkpoint=None):
-    """The optimizer; resuming restores its state (moments, step counts) from the checkpoint."""
+    """The optimizer; resuming restores its state (moments, step counts) from `resumed_checkpoint`,
+    the contents of a checkpoint file of this run (read_checkpoint)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     if resumed_checkpoint:
-        optimizer.load_state_dict(read_checkpoint(resumed_checkpoint)["optimizer_state_dict"])
+        optimizer.load_state_dict(resumed_checkpoint["optimizer_state_dict"])
     return optimizer
+
+
+def _network_and_optimizer(cfg: RunConfig, proc, epoch: int, saved):
+    """The network (on proc.device, in train mode) and its optimizer at the start of `epoch`.
+
+    Built before the training set is scanned, so that a bad checkpoint is reported first.
+    """
+    path, checkpoint = _starting_checkpoint(cfg, epoch, saved)
+    torch.manual_seed(cfg.seed)  # the random start of --no_init_ckpt is reproducible too
+    model = load_network(cfg.MODEL, DATASETS[cfg.TRAINSET].num_classes, path, device=proc.device, train=True,
+                         checkpoint=checkpoint)
+    return model, adam(model, cfg, checkpoint if epoch > 0 else None)
 
 
 def _loader(dataset, cfg, proc, generator):
@@ -203,17 +221,19 @@ def train(cfg: RunConfig) -> TrainSummary:
     """Trains `cfg.num_training_epochs` epochs and saves a checkpoint after each."""
     proc = _start_process()
     summary = TrainSummary(proc.rank, proc.world_size)
-    start = _resume_epoch(cfg)
+    start, saved = _resume_point(cfg)
     end = cfg.training_starting_epoch + cfg.num_training_epochs
     if proc.is_main:
         logger.info("configuration: %s", dataclasses.asdict(cfg))
-        if start > cfg.training_starting_epoch:
+        if start == end:
+            logger.info("nothing to train: epoch %d, the last of this run, is done", end)
+        elif start > cfg.training_starting_epoch:
             logger.info("resuming after epoch %d from %s", start, paths.checkpoint_path(cfg, start))
+    if start == end:
+        return summary
+    model, optimizer = _network_and_optimizer(cfg, proc, start, saved)
+    del saved  # a copy of the weights and of Adam's state: not kept in memory while training
     dataset = build_dataset(cfg.TRAINSET, cfg, transform=training_transform(cfg.crop_size))
-    ckpt = _initial_weights(cfg, start)
-    torch.manual_seed(cfg.seed)  # the random start of --no_init_ckpt is reproducible too
-    model = load_network(cfg.MODEL, dataset.num_classes, ckpt, device=proc.device, train=True)
-    optimizer = adam(model, cfg, ckpt if start > 0 else None)
     if proc.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     for epoch in range(start, end):

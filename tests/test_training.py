@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from src import paths, training
-from src.model import load_network, read_checkpoint
+from src.model import CheckpointError, load_network, read_checkpoint
 from src.settings import default_config
 from src.training import TrainingError, adam, train
 
@@ -46,7 +46,7 @@ def test_resume_restores_the_optimizer_and_continues_the_same_run(cfg, tmp_path)
     train(first)
     checkpoint = paths.checkpoint_path(first, 1)
     model = load_network(MODEL, 19, checkpoint, device="cpu", train=True)
-    optimizer = adam(model, first, checkpoint)
+    optimizer = adam(model, first, read_checkpoint(checkpoint))
     restored = optimizer.state_dict()["state"]
     saved = read_checkpoint(checkpoint)["optimizer_state_dict"]["state"]
     assert restored.keys() == saved.keys() and len(saved) > 0
@@ -67,6 +67,38 @@ def test_rerun_continues_after_the_last_saved_epoch(cfg):
     train(cfg)
     again = train(dataclasses.replace(cfg, num_training_epochs=2))
     assert again.epochs == [2]
+
+
+def test_a_finished_run_returns_before_loading_data_or_network(cfg, monkeypatch):
+    train(cfg)
+
+    def not_needed(*args, **kwargs):
+        raise AssertionError("loaded although every epoch is saved")
+    monkeypatch.setattr(training, "build_dataset", not_needed)
+    monkeypatch.setattr(training, "load_network", not_needed)
+    summary = train(cfg)
+    assert summary.epochs == summary.checkpoints_written == summary.iteration_losses == []
+
+
+def test_a_resumed_run_reads_its_checkpoint_once(cfg, monkeypatch):
+    train(cfg)
+    real_load, reads = torch.load, []
+
+    def counted(path, *args, **kwargs):
+        reads.append(str(path))
+        return real_load(path, *args, **kwargs)
+    monkeypatch.setattr(torch, "load", counted)
+    train(dataclasses.replace(cfg, num_training_epochs=2))
+    assert reads == [paths.checkpoint_path(cfg, 1)]
+
+
+def test_a_bad_init_checkpoint_fails_before_the_data_set_is_read(cfg, tmp_path):
+    unfit = tmp_path / "unfit.pth"
+    torch.save({"state_dict": {"x": torch.zeros(1)}}, unfit)
+    broken = dataclasses.replace(cfg, no_init_ckpt=False, init_ckpt=str(unfit),
+                                 cityscapes_root=str(tmp_path / "no_cityscapes"))
+    with pytest.raises(CheckpointError, match=r"checkpoint .*unfit.pth does not fit"):
+        train(broken)
 
 
 def test_same_seed_same_losses_other_seed_other_losses(cfg, tmp_path):

@@ -42,17 +42,19 @@ def build_network(name: str, num_classes: int) -> nn.Module:
     return NETWORKS[name](num_classes=num_classes)
 
 
-def load_network(name: str, num_classes: int, ckpt_path=None, device=None, train=False) -> nn.Module:
+def load_network(name: str, num_classes: int, ckpt_path=None, device=None, train=False,
+                 checkpoint=None) -> nn.Module:
     """Network `name` with the weights of `ckpt_path` (random if None), on `device`, in train or eval mode.
 
     device None: cuda if available, else cpu. A checkpoint that does not match the network key
-    for key and shape for shape raises CheckpointError.
+    for key and shape for shape raises CheckpointError. `checkpoint`: what read_checkpoint(ckpt_path)
+    returned, when the caller has read the file already.
     """
     model = build_network(name, num_classes)
     if ckpt_path is None:
         logger.info("%s: random initialization (no checkpoint)", name)
     else:
-        load_weights(model, ckpt_path)
+        load_weights(model, ckpt_path, checkpoint)
     return model.to(default_device() if device is None else device).train(train)
 
 

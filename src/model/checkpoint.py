@@ -92,9 +92,12 @@ def _mismatch(model, weights):
     return lines
 
 
-def load_weights(model: nn.Module, path) -> nn.Module:
-    """Loads the checkpoint at `path` into `model` (strict); returns `model`."""
-    weights = network_weights(read_checkpoint(path), path)
+def load_weights(model: nn.Module, path, checkpoint=None) -> nn.Module:
+    """Loads the checkpoint at `path` into `model` (strict); returns `model`.
+
+    `checkpoint`: what read_checkpoint(path) returned, when the caller has read the file already.
+    """
+    weights = network_weights(read_checkpoint(path) if checkpoint is None else checkpoint, path)
     problems = _mismatch(model, weights)
     if problems:
         raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}:\n  "

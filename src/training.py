@@ -166,6 +166,15 @@ def _all_finite(loss, proc) -> bool:
     return bool(finite.item())
 
 
+def _mean_over_processes(total: float, count: int, device) -> float:
+    """The mean of the losses of every process, not only this one's share of the data."""
+    if dist.is_initialized():
+        sums = torch.tensor([total, count], dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        total, count = sums.tolist()
+    return total / count
+
+
 def _save(cfg, proc, model, optimizer, epoch, loss, summary):
     if not proc.is_main:
         return
@@ -214,7 +223,7 @@ def _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary):
     if count == 0:
         raise TrainingError(f"epoch {epoch + 1} had no batch: {len(dataset)} images for "
                             f"{proc.world_size} process(es) x batch size {cfg.batch_size}")
-    return total / count
+    return _mean_over_processes(total, count, proc.device)
 
 
 def train(cfg: RunConfig) -> TrainSummary:

@@ -166,6 +166,10 @@ def test_distributed_ranks_split_the_data_and_only_rank_0_saves(cfg, tmp_path):
     assert not seen[0] & seen[1]
     assert ranks[0]["checkpoints_written"] == [paths.checkpoint_path(cfg, 1)]
     assert ranks[1]["checkpoints_written"] == []
+    # the epoch's mean loss is over both ranks' iterations, on every rank and in the checkpoint
+    mean = sum(ranks[0]["iteration_losses"] + ranks[1]["iteration_losses"]) / 4
+    assert ranks[0]["losses"] == ranks[1]["losses"] == [pytest.approx(mean)]
+    assert read_checkpoint(paths.checkpoint_path(cfg, 1))["loss"] == pytest.approx(mean)
     state = read_checkpoint(paths.checkpoint_path(cfg, 1))["state_dict"]
     assert not any(k.startswith("module.") for k in state)
     load_network(MODEL, 19, paths.checkpoint_path(cfg, 1), device="cpu")

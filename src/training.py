@@ -4,9 +4,11 @@ One code path for one process and for `torchrun --nproc_per_node=N` (Distributed
 the data are always split by a DistributedSampler (1 replica when not distributed).
 
 Every epoch starts from a seed derived from (seed, epoch, rank), so a run resumed from the
-checkpoint of epoch e continues exactly as the uninterrupted run would have.
+checkpoint of epoch e continues exactly as the uninterrupted run would have, provided it has the
+same --num_workers and number of processes: both decide which random draws go to which image.
 """
 import dataclasses
+import itertools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -81,10 +83,11 @@ def _epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([cfg.seed, epoch, rank]).generate_state(1)[0])
 
 
-def _start_epoch(cfg, epoch, rank) -> torch.Generator:
+def _epoch_generator(cfg, epoch, rank) -> torch.Generator:
+    """The DataLoader generator of `epoch` (it seeds the workers). Also seeds torch's global
+    generator, which draws the transforms when there are no workers."""
     seed = _epoch_seed(cfg, epoch, rank)
     torch.manual_seed(seed)
-    np.random.seed(seed)
     return torch.Generator().manual_seed(seed)
 
 
@@ -190,24 +193,23 @@ def _save(cfg, proc, model, optimizer, epoch, loss, summary):
 
 
 def _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary):
-    generator = _start_epoch(cfg, epoch, proc.rank)
+    generator = _epoch_generator(cfg, epoch, proc.rank)
     dataset.set_epoch(epoch)
     loader = _loader(dataset, cfg, proc, generator)
     loader.sampler.set_epoch(epoch)
     indices = list(loader.sampler)
     model.train()
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not proc.is_main,
-               total=cfg.max_iters or len(loader), dynamic_ncols=True)
+    iterations = min(cfg.max_iters, len(loader)) if cfg.max_iters else len(loader)
+    bar = tqdm(itertools.islice(loader, iterations), desc=f"epoch {epoch + 1}", disable=not proc.is_main,
+               total=iterations, dynamic_ncols=True)
     for it, (images, targets) in enumerate(bar):
-        if cfg.max_iters and it >= cfg.max_iters:
-            break
         summary.samples_seen.extend(indices[it * cfg.batch_size:(it + 1) * cfg.batch_size])
         images = images.to(proc.device, non_blocking=True)
         targets = targets.to(proc.device, non_blocking=True)
         with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
             logits = model(images)
-        loss = entropy_maximization_loss(logits.float(), targets, cfg.pareto_alpha,
+        loss = entropy_maximization_loss(logits, targets, cfg.pareto_alpha,
                                          num_classes=dataset.num_classes,
                                          ood_id=dataset.train_id_out, void_id=dataset.void_id)
         if not _all_finite(loss, proc):

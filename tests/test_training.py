@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from src import paths, training
+from src.dataset import CityscapesCOCO
 from src.model import CheckpointError, load_network, read_checkpoint
 from src.settings import default_config
 from src.training import TrainingError, adam, train
@@ -99,6 +100,17 @@ def test_a_bad_init_checkpoint_fails_before_the_data_set_is_read(cfg, tmp_path):
                                  cityscapes_root=str(tmp_path / "no_cityscapes"))
     with pytest.raises(CheckpointError, match=r"checkpoint .*unfit.pth does not fit"):
         train(broken)
+
+
+def test_max_iters_loads_only_the_batches_it_trains_on(cfg, monkeypatch):
+    loaded, real_item = [], CityscapesCOCO.__getitem__
+
+    def counted(dataset, i):
+        loaded.append(i)
+        return real_item(dataset, i)
+    monkeypatch.setattr(CityscapesCOCO, "__getitem__", counted)
+    summary = train(cfg)
+    assert len(summary.samples_seen) == 4 and loaded == summary.samples_seen  # no third batch
 
 
 def test_same_seed_same_losses_other_seed_other_losses(cfg, tmp_path):

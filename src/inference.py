@@ -37,10 +37,11 @@ def network_checkpoint(cfg: RunConfig, epoch: int) -> str:
 
 
 class _Indexed(Dataset):
-    """Items of `dataset` at `indices`, each with its index; train ids as uint8 numpy."""
+    """Items of `dataset` at `indices`: (index, image, train ids uint8 numpy), plus the label ids
+    uint8 numpy when asked for, read here so that the DataLoader workers read them in parallel."""
 
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, indices
+    def __init__(self, dataset, indices, label_ids=False):
+        self.dataset, self.indices, self.label_ids = dataset, indices, label_ids
 
     def __len__(self):
         return len(self.indices)
@@ -48,7 +49,8 @@ class _Indexed(Dataset):
     def __getitem__(self, k):
         i = self.indices[k]
         image, target = self.dataset[i]
-        return i, image, target.numpy().astype(np.uint8)
+        item = (i, image, target.numpy().astype(np.uint8))
+        return item + (self.dataset.label_ids(i),) if self.label_ids else item
 
 
 def _same_size_groups(batch):
@@ -59,17 +61,22 @@ def _same_size_groups(batch):
     return list(groups.values())
 
 
-def network_outputs(model, dataset, indices, batch_size, num_workers, device, desc="inference"):
-    """Yields (index, logits float32 (C,H,W) on `device`, train ids uint8 (H,W)) per image, in batches."""
-    loader = DataLoader(_Indexed(dataset, indices), batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=_same_size_groups)
-    with torch.inference_mode(), tqdm(total=len(indices), desc=desc, dynamic_ncols=True) as bar:
+def _outputs(model, items, batch_size, num_workers, device, desc):
+    """Yields (item, logits float32 (C,H,W) on `device`) per item of `items` (an _Indexed), in batches."""
+    loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=_same_size_groups)
+    with torch.inference_mode(), tqdm(total=len(items), desc=desc, dynamic_ncols=True) as bar:
         for groups in loader:
             for group in groups:
-                logits = model(torch.stack([image for _, image, _ in group]).to(device)).float()
-                for (i, _, gt_train), z in zip(group, logits):
-                    yield i, z, gt_train
+                logits = model(torch.stack([item[1] for item in group]).to(device)).float()
+                yield from zip(group, logits)
                 bar.update(len(group))
+
+
+def network_outputs(model, dataset, indices, batch_size, num_workers, device, desc="inference"):
+    """Yields (index, logits float32 (C,H,W) on `device`, train ids uint8 (H,W)) per image, in batches."""
+    for (i, _, gt_train), logits in _outputs(model, _Indexed(dataset, indices), batch_size, num_workers, device,
+                                             desc):
+        yield i, logits, gt_train
 
 
 def network_at_epoch(cfg: RunConfig, epoch: int, num_classes: int, device):
@@ -97,10 +104,11 @@ def write_probs(cfg: RunConfig, epoch: int) -> int:
         return 0
     device = default_device()
     model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
-    for i, logits, gt_train in network_outputs(model, dataset, pending, cfg.inference_batch_size, cfg.num_workers,
-                                               device, desc="probs"):
+    items = _Indexed(dataset, pending, label_ids=True)
+    for (i, _, gt_train, gt_label), logits in _outputs(model, items, cfg.inference_batch_size, cfg.num_workers,
+                                                       device, "probs"):
         probs = torch.softmax(logits, dim=0).cpu().numpy()
         stored_logits = logits.cpu().numpy() if cfg.store_logits else None
-        write_probs_file(paths.probs_file(cfg, epoch, i), probs, gt_train, dataset.label_ids(i),
-                         dataset.images[i], stored_logits)
+        write_probs_file(paths.probs_file(cfg, epoch, i), probs, gt_train, gt_label, dataset.images[i],
+                         stored_logits)
     return len(pending)

@@ -50,6 +50,16 @@ def test_probs_files_hold_the_documented_datasets(cfg):
         assert set(np.unique(gt_train)) <= {0, 1, 2, 255}
 
 
+def test_label_ids_are_read_by_the_loader_workers(cfg, monkeypatch):
+    main_process, real_label_ids = os.getpid(), LostAndFound.label_ids
+
+    def in_a_worker(dataset, i):
+        assert os.getpid() != main_process, "label ids read in the main process"
+        return real_label_ids(dataset, i)
+    monkeypatch.setattr(LostAndFound, "label_ids", in_a_worker)
+    assert write_probs(dataclasses.replace(cfg, num_workers=1), 0) == len(LostAndFound(cfg.lostandfound_root))
+
+
 def test_the_probabilities_are_the_networks_softmax(cfg):
     write_probs(dataclasses.replace(cfg, inference_batch_size=1), 0)
     model = inference.network_at_epoch(cfg, 0, 19, torch.device("cpu"))

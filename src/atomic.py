@@ -7,13 +7,18 @@ import contextlib
 import json
 import os
 import pickle
-import tempfile
+import uuid
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_temporary_file(folder: str, suffix: str) -> str:
+    """The path of a new empty file in `folder` (O_EXCL: never an existing one).
+
+    Mode 0666 lets the kernel apply the umask, as for open(). mkstemp's 0600 would need a chmod by
+    the umask, which can only be read by setting it, for every thread of the process at once.
+    """
+    path = os.path.join(folder, f".tmp-{uuid.uuid4().hex}{suffix}")
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    return path
 
 
 @contextlib.contextmanager
@@ -22,9 +27,7 @@ def atomic_path(path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask like open()
+    tmp = _new_temporary_file(folder, suffix)
     try:
         yield tmp
         os.replace(tmp, path)

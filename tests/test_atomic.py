@@ -39,3 +39,12 @@ def test_permissions_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "p.json").st_mode) == 0o644
+
+
+def test_writing_leaves_the_process_umask_alone(tmp_path, monkeypatch):
+    """Other threads create files meanwhile: setting the umask, even briefly, would change theirs."""
+    def no_umask(mask):
+        raise AssertionError("os.umask called")
+    monkeypatch.setattr(os, "umask", no_umask)
+    write_json(tmp_path / "p.json", {})
+    assert os.listdir(tmp_path) == ["p.json"]

@@ -5,8 +5,8 @@ reasons with two graphs:
 - a spatial graph on a 1/8-downsampled copy of the features (`local` + `gcn_local_attention`),
   whose output gates the features: x * local + x;
 - a feature graph in a projected space: `theta` projects the pixels onto 128 nodes, `phi`
-  gives each node a 256-d state, node interaction (`conv_adj`, as Laplacian smoothing Z - A Z)
-  and state update (`conv_wg`), then re-projection onto the pixels.
+  gives each node a 256-d state, node interaction (`conv_adj`: Z + A Z, the paper's (I - A) Z with
+  A learned) and state update (`conv_wg`), then re-projection onto the pixels.
 The two are concatenated and fused by `final`.
 """
 import torch

@@ -20,8 +20,8 @@ from torchvision.ops import SqueezeExcitation
 
 from src.model.deepv3 import DeepLabV3PlusDecoder
 
-_LOW_BLOCKS = 2     # blocks 0..1: 16 channels at stride 4
-_HIGH_BLOCKS = 12   # blocks 2..11: 96 channels at stride 16
+_LOW_END = 2     # blocks 0..1: 16 channels at stride 4
+_HIGH_END = 12   # blocks 2..11: 96 channels at stride 16
 
 
 def _without_squeeze_excitation(module: nn.Module) -> nn.Module:
@@ -38,8 +38,8 @@ class DeepLabV3PlusMobileNetV3(DeepLabV3PlusDecoder):
         super().__init__()
         features = torchvision.models.mobilenet_v3_small(weights=None, dilated=True).features
         features = _without_squeeze_excitation(features)
-        self.low_level = features[:_LOW_BLOCKS]
-        self.high_level = features[_LOW_BLOCKS:_HIGH_BLOCKS]
+        self.low_level = features[:_LOW_END]
+        self.high_level = features[_LOW_END:_HIGH_END]
         self._add_decoder(self.high_level[-1].out_channels, self.low_level[-1].out_channels, num_classes,
                           aspp_ch=64, rates=(3, 6, 9), skip_ch=32, decoder_ch=64)
 

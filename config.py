@@ -4,11 +4,15 @@ Every value here is a default; the three scripts override any of them per run
 with command-line flags (`python ood_training.py -h` lists them). Nothing in
 this file is changed by a run: flags produce a new, resolved configuration.
 
-Folder layout of the outputs (all below IO_ROOT):
+Folder layout of the outputs (all below IO_ROOT; src/paths.py):
     meta_ood_<MODEL>/weights/<MODEL>_epoch_<e>_alpha_<alpha>.pth   OoD-trained checkpoints
     meta_ood_<MODEL>/<eval_subdir>/probs/...                        softmax outputs per image
     meta_ood_<MODEL>/<eval_subdir>/metaseg_io/...                   segment metrics, meta classifier
-    meta_ood_<MODEL>/<eval_subdir>/results/, plots/                 evaluation numbers and pictures
+    meta_ood_<MODEL>/<eval_subdir>/results/                         evaluation numbers
+    meta_ood_<MODEL>/miou/                                          in-distribution mIoU (Cityscapes val)
+    plots/<MODEL>_<eval_subdir>/                                    evaluation pictures
+<eval_subdir> is laf_eval (LostAndFound), fs_eval (Fishyscapes Static) or fs_laf_eval
+(Fishyscapes' LostAndFound split).
 """
 
 TRAINSETS = ["Cityscapes+COCO"]

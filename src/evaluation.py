@@ -14,7 +14,6 @@ import logging
 import math
 import os
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -28,8 +27,8 @@ from src.inference import default_device, network_at_epoch, network_outputs, wri
 from src.miou import class_ious, confusion_matrix, mean_iou
 from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_scores
 from src.plots import plot_image_panel, plot_roc_pr, plot_score_histograms
-from src.scores import SCORE_RANGES, score_map
-from src.segment_search import probs_indices, run_segment_search
+from src.scores import SCORE_RANGES, SCORES, score_map
+from src.segment_search import probs_indices, read_probs, run_segment_search
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +40,16 @@ def evaluated_epochs(cfg):
     return {"baseline": 0} if cfg.val_epoch == 0 else {"baseline": 0, "trained": cfg.val_epoch}
 
 
-def _read_probs_file(path, with_logits):
-    with h5py.File(path, "r") as f:
-        logits = f["logits"][()] if with_logits and "logits" in f else None
-        return f["probabilities"][()], f["gt_train_ids"][()], logits, f["image_path"][()].decode()
+# The probs-file dataset behind each input of src.scores.SCORES.
+SCORE_DATASETS = {"probs": "probabilities", "logits": "logits"}
 
 
-def _score_of(cfg, path):
-    needs_logits = cfg.score in ("maxlogit", "energy")
-    probs, gt_train, logits, image_path = _read_probs_file(path, needs_logits)
-    if needs_logits and logits is None:
-        raise ValueError(f"{path} holds no logits, needed by --score {cfg.score}: delete the probs "
-                         "files and write them again with meta_classification.py -prepare --store_logits")
-    return score_map(cfg.score, probs=probs, logits=logits), gt_train, image_path
+def _score_and(cfg, path, *names):
+    """(score map, *datasets `names`) of one probs file; of probabilities and logits only the one
+    the score needs is read (each is C times the size of a map)."""
+    source = SCORES[cfg.score][1]
+    array, *rest = read_probs(path, (SCORE_DATASETS[source], *names))
+    return (score_map(cfg.score, **{source: array}), *rest)
 
 
 # ---------------------------------------------------------------- pixel level
@@ -75,7 +71,7 @@ def score_histograms(cfg, epoch):
                   "exact": ScoreHistogram(cfg.bins, value_range)}
     dataset = DATASETS[cfg.VALSET]
     for i in tqdm(probs_indices(cfg, epoch), desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
-        score, gt_train, _ = _score_of(cfg, paths.probs_file(cfg, epoch, i))
+        score, gt_train = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids")
         values = pixel_scores(score, gt_train, dataset.train_id_in, dataset.train_id_out)
         for histogram in filter(None, histograms.values()):
             histogram.add(*values)
@@ -119,8 +115,7 @@ def _component_metrics(cfg, epoch, removed):
     before, after = ComponentAccumulator(), ComponentAccumulator()
     for i in probs_indices(cfg, epoch):
         components = np.abs(read_pickle(paths.components_file(cfg, epoch, i)))
-        with h5py.File(paths.probs_file(cfg, epoch, i), "r") as f:
-            gt_train = f["gt_train_ids"][()]
+        gt_train = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids",))[0]
         gt_ood, void = gt_train == dataset.train_id_out, gt_train == dataset.void_id
         before.update(components > 0, gt_ood, void)
         after.update((components > 0) & ~np.isin(components, list(removed[i])), gt_ood, void)
@@ -154,8 +149,9 @@ def _draw_panels(cfg, epoch, removed):
         path = os.path.join(paths.plots_dir(cfg), pattern, f"image_{i:04d}_{cfg.score}.png")
         if os.path.exists(path):
             continue
-        score, gt_train, image_path = _score_of(cfg, paths.probs_file(cfg, epoch, i))
-        plot_image_panel(path, read_rgb(image_path), gt_train, dataset.train_id_in, dataset.train_id_out,
+        score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
+                                                 "image_path")
+        plot_image_panel(path, read_rgb(image_path.decode()), gt_train, dataset.train_id_in, dataset.train_id_out,
                          score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
                          f"{cfg.VALSET} image {i}, {pattern}", score_range=SCORE_RANGES[cfg.score])
 

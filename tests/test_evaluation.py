@@ -1,0 +1,47 @@
+"""The evaluation stages' own logic on small files written here: probs reading, names, results."""
+import dataclasses
+
+import h5py
+import numpy as np
+import pytest
+
+from src import evaluation
+from src.errors import MetaOodError
+from src.scores import energy_score, normalized_entropy
+from src.settings import default_config
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return dataclasses.replace(default_config(), io_root=str(tmp_path), VALSET="Fishyscapes")
+
+
+def write_h5(path, **datasets):
+    with h5py.File(path, "w") as f:
+        for name, data in datasets.items():
+            f.create_dataset(name, data=data)
+
+
+def test_logit_scores_read_only_the_logits(cfg, tmp_path):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(19, 6, 8)).astype(np.float32)
+    gt_train = np.zeros((6, 8), np.uint8)
+    path = str(tmp_path / "probs0.hdf5")
+    write_h5(path, logits=logits, gt_train_ids=gt_train)  # no probabilities: they are not read
+    score, gt = evaluation._score_and(dataclasses.replace(cfg, score="energy"), path, "gt_train_ids")
+    np.testing.assert_array_equal(score, energy_score(logits))
+    np.testing.assert_array_equal(gt, gt_train)
+    with pytest.raises(MetaOodError, match="missing dataset.*probabilities") as info:
+        evaluation._score_and(cfg, path)
+    assert path in str(info.value)
+
+
+def test_entropy_reads_the_probabilities_and_a_missing_logit_is_explained(cfg, tmp_path):
+    probs = np.full((19, 4, 4), 1 / 19, np.float32)
+    path = str(tmp_path / "probs0.hdf5")
+    write_h5(path, probabilities=probs, image_path="images/0.png")
+    score, image_path = evaluation._score_and(cfg, path, "image_path")
+    np.testing.assert_array_equal(score, normalized_entropy(probs))
+    assert image_path == b"images/0.png"
+    with pytest.raises(MetaOodError, match="missing dataset.*logits.*--store_logits"):
+        evaluation._score_and(dataclasses.replace(cfg, score="maxlogit"), path)

@@ -63,9 +63,15 @@ def components_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False) ->
     return os.path.join(metaseg_dir(cfg), "components", sub, f"{index:04d}.p")
 
 
+def meta_classifier_name(cfg: RunConfig, epoch: int) -> str:
+    """`<metaseg_subdir>_<cv>`; kfold also names what its folds depend on: `..._kfold<k>_seed<s>`."""
+    cv = f"kfold{cfg.folds}_seed{cfg.seed}" if cfg.cv == "kfold" else cfg.cv
+    return f"{metaseg_subdir(cfg, epoch)}_{cv}"
+
+
 def meta_classifier_file(cfg: RunConfig, epoch: int) -> str:
     """Meta classifier results: scores, per-segment decisions, FP/FN counts."""
-    return os.path.join(metaseg_dir(cfg), "meta_classifier", f"{metaseg_subdir(cfg, epoch)}_{cfg.cv}.json")
+    return os.path.join(metaseg_dir(cfg), "meta_classifier", f"{meta_classifier_name(cfg, epoch)}.json")
 
 
 def results_dir(cfg: RunConfig) -> str:

@@ -18,3 +18,12 @@ def test_fishyscapes_splits_write_to_their_own_folders():
     # the split only matters for Fishyscapes
     lost_and_found = dataclasses.replace(laf, VALSET="LostAndFound")
     assert paths.plots_dir(lost_and_found) == f"/io/plots/{model}_laf_eval"
+
+
+def test_meta_classifier_file_names_what_the_result_depends_on():
+    cfg = dataclasses.replace(default_config(), io_root="/io", VALSET="LostAndFound", entropy_threshold=0.7,
+                              pareto_alpha=0.9, cv="loo")
+    assert paths.meta_classifier_file(cfg, 1).endswith("laf_eval/metaseg_io/meta_classifier/"
+                                                       "epoch_1_alpha_0.9_t0.7_loo.json")
+    kfold = dataclasses.replace(cfg, cv="kfold", folds=3, seed=4)
+    assert paths.meta_classifier_file(kfold, 0).endswith("meta_classifier/baseline_t0.7_kfold3_seed4.json")

@@ -90,13 +90,19 @@ def pixel_evaluation(cfg):
     results = {run: {protocol: PROTOCOLS[protocol](*h[protocol][1:]) for protocol in PROTOCOLS}
                for run, h in histograms.items()}
     title = f"{cfg.MODEL} on {cfg.VALSET}, score: {cfg.score}"
-    folder = paths.plots_dir(cfg)
-    plot_score_histograms(os.path.join(folder, f"score_histograms_{cfg.score}.png"),
+    plot_score_histograms(summary_plot_file(cfg, "score_histograms"),
                           {RUN_LABELS[run]: h["exact"] for run, h in histograms.items()}, title,
                           xlabel=f"OoD score ({cfg.score})")
-    plot_roc_pr(os.path.join(folder, f"roc_pr_{cfg.score}.png"),
+    plot_roc_pr(summary_plot_file(cfg, "roc_pr"),
                 {RUN_LABELS[run]: h["paper"][1:] for run, h in histograms.items()}, title, protocol="paper")
     return results
+
+
+def summary_plot_file(cfg, kind):
+    """`<kind>_<run>_<score>.png` in the plots folder; <run> is the evaluated epoch's pattern, as the
+    plot compares the baseline with that epoch."""
+    run = paths.epoch_pattern(cfg, cfg.val_epoch)
+    return os.path.join(paths.plots_dir(cfg), f"{kind}_{run}_{cfg.score}.png")
 
 
 # ---------------------------------------------------------------- segment level
@@ -144,16 +150,23 @@ def segment_evaluation(cfg):
 def _draw_panels(cfg, epoch, removed):
     """The picture of each of the first cfg.panels images (image, truth, score, segments)."""
     dataset = DATASETS[cfg.VALSET]
-    pattern = paths.epoch_pattern(cfg, epoch)
     for i in probs_indices(cfg, epoch)[:cfg.panels]:
-        path = os.path.join(paths.plots_dir(cfg), pattern, f"image_{i:04d}_{cfg.score}.png")
+        path = panel_file(cfg, epoch, i)
         if os.path.exists(path):
             continue
         score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
                                                  "image_path")
         plot_image_panel(path, read_rgb(image_path.decode()), gt_train, dataset.train_id_in, dataset.train_id_out,
                          score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
-                         f"{cfg.VALSET} image {i}, {pattern}", score_range=SCORE_RANGES[cfg.score])
+                         f"{cfg.VALSET} image {i}, {paths.meta_classifier_name(cfg, epoch)}",
+                         score_range=SCORE_RANGES[cfg.score])
+
+
+def panel_file(cfg, epoch, index):
+    """`<run>_t<t>_<cv>/image_<i>_<score>.png` in the plots folder: the panel shows the segments the
+    entropy threshold found and those the meta classifier removed, so both are in the name."""
+    return os.path.join(paths.plots_dir(cfg), paths.meta_classifier_name(cfg, epoch),
+                        f"image_{index:04d}_{cfg.score}.png")
 
 
 # ---------------------------------------------------------------- in-distribution quality

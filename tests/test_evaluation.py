@@ -45,3 +45,15 @@ def test_entropy_reads_the_probabilities_and_a_missing_logit_is_explained(cfg, t
     assert image_path == b"images/0.png"
     with pytest.raises(MetaOodError, match="missing dataset.*logits.*--store_logits"):
         evaluation._score_and(dataclasses.replace(cfg, score="maxlogit"), path)
+
+
+def test_plot_names_keep_runs_of_other_settings_apart(cfg):
+    trained = dataclasses.replace(cfg, val_epoch=4, pareto_alpha=0.9, entropy_threshold=0.7, cv="loo")
+    assert evaluation.summary_plot_file(trained, "roc_pr").endswith(
+        "fs_eval/roc_pr_epoch_4_alpha_0.9_entropy.png")
+    other_run = dataclasses.replace(trained, val_epoch=2, pareto_alpha=0.5)
+    assert evaluation.summary_plot_file(other_run, "roc_pr") != evaluation.summary_plot_file(trained, "roc_pr")
+    assert evaluation.panel_file(trained, 4, 3).endswith("fs_eval/epoch_4_alpha_0.9_t0.7_loo/image_0003_entropy.png")
+    panels = {evaluation.panel_file(dataclasses.replace(trained, **change), 4, 3)
+              for change in ({}, {"entropy_threshold": 0.5}, {"cv": "image"}, {"cv": "kfold"})}
+    assert len(panels) == 4

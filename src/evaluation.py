@@ -238,7 +238,10 @@ def results_table(results):
     pixel, segment, miou = (results.get(k, {}) for k in ("pixel", "segment", "miou"))
 
     def pixel_cells(run, protocol):
-        values = pixel.get("trained" if run == "meta" else run, {}).get(protocol, {})
+        # meta classification removes segments, not pixels: its pixel scores are those of the network
+        # it ran on, the trained one or (val_epoch 0) the baseline, as for the mIoU
+        runs = pixel.get("trained", pixel.get("baseline", {})) if run == "meta" else pixel.get(run, {})
+        values = runs.get(protocol, {})
         return [_percent(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
 
     def components(run):

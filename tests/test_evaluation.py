@@ -57,3 +57,12 @@ def test_plot_names_keep_runs_of_other_settings_apart(cfg):
     panels = {evaluation.panel_file(dataclasses.replace(trained, **change), 4, 3)
               for change in ({}, {"entropy_threshold": 0.5}, {"cv": "image"}, {"cv": "kfold"})}
     assert len(panels) == 4
+
+
+def test_meta_row_of_a_baseline_only_run_shows_the_baseline_pixel_metrics():
+    metrics = {"auroc": 0.9, "fpr95": 0.2, "auprc": 0.5}
+    results = {"pixel": {"baseline": {"paper": metrics, "exact": metrics}},
+               "segment": {"baseline": {"fp": 3, "fn": 1}, "meta": {"fp": 1, "fn": 2}}}
+    meta_row = next(line for line in evaluation.results_table(results).splitlines()
+                    if line.startswith("+ meta classification"))
+    assert meta_row.split()[3:8] == ["90.00", "20.00", "50.00", "1", "2"]

@@ -69,7 +69,7 @@ def remove_false_positives(cfg, epoch) -> dict:
     components = _Pickles([group[1] for group in files])
     gt_components = _Pickles([group[3] for group in files])
     result = meta_classifier_result(metrics, components, gt_components, cv=cfg.cv, folds=cfg.folds,
-                                    seed=cfg.seed, n_jobs=cfg.segment_workers)
+                                    seed=cfg.seed, n_jobs=cfg.segment_workers, image_ids=indices)
     saved = {"image_ids": indices, **result.to_dict()}
     write_json(path, saved)
     logger.info("meta classifier: %d segments, AUROC %s, AUPRC %s, accuracy %s; FP %d -> %d, "

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from src import paths
-from src.atomic import read_json
+from src.atomic import read_json, read_pickle, write_pickle
+from src.errors import MetaOodError
 from src.fp_removal import remove_false_positives, removed_segments
 from src.segment_search import run_segment_search
 from src.settings import default_config
@@ -31,3 +32,13 @@ def test_saved_result_is_reused_only_for_the_same_images(searched):
     again = remove_false_positives(searched, EPOCH)
     assert again["image_ids"] == [0, 2] == read_json(path)["image_ids"]
     assert set(removed_segments(again)) == {0, 2}
+
+
+def test_inconsistent_metrics_are_named_by_their_probs_id(searched):
+    os.remove(paths.probs_file(searched, EPOCH, 0))
+    path = paths.metrics_file(searched, EPOCH, 2)
+    metrics = read_pickle(path)
+    del metrics["S_in"]
+    write_pickle(path, metrics)
+    with pytest.raises(MetaOodError, match="metrics of image 2 differ in keys from image 1's"):
+        remove_false_positives(searched, EPOCH)

@@ -6,6 +6,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
+from src.errors import MetaOodError
 from src.meta_classifier import (MetaClassifierResult, classifier_scores, cross_validation_splitter,
                                  fp_fn_counts, meta_classifier_result, out_of_fold_probabilities,
                                  segment_data, uncovered_gt_segments)
@@ -163,6 +164,23 @@ def test_impossible_cross_validation_is_explained():
         out_of_fold_probabilities(data, "kfold", folds=5)
     with pytest.raises(ValueError, match="cv must be one of loo, image, kfold, got 'segments'"):
         out_of_fold_probabilities(data, "segments")
+
+
+def test_impossible_cross_validation_names_the_flags_to_change():
+    data = segment_data(synthetic_metrics(6, segments_per_image=(4, 0)))
+    with pytest.raises(MetaOodError, match="lower --folds or choose another --cv"):
+        out_of_fold_probabilities(data, "kfold", folds=5)
+    with pytest.raises(MetaOodError, match="choose --cv loo or kfold"):
+        out_of_fold_probabilities(data, "image")
+
+
+def test_messages_name_the_given_image_ids():
+    metrics = synthetic_metrics(8)
+    del metrics[2]["ndist3"]
+    with pytest.raises(MetaOodError, match=r"metrics of image 17 differ in keys from image 10's"):
+        segment_data(metrics, image_ids=[10, 12, 17])
+    with pytest.raises(MetaOodError, match=r"image 12: gt components map \(4, 4\) and predicted"):
+        uncovered_gt_segments([GT_0, GT_1], [PRED_0, PRED_0], [REMOVED, REMOVED], image_ids=[10, 12])
 
 
 def test_scores_by_hand():

@@ -137,10 +137,11 @@ def segment_evaluation(cfg):
         saved = meta_classification(cfg, epoch)
         classifier[run] = {k: saved[k] for k in ("auroc", "auprc", "accuracy", "n_segments",
                                                  "removed_true_positives", "cv")}
-        before, after = _component_metrics(cfg, epoch, removed_segments(saved))
+        removed = removed_segments(saved)
+        before, after = _component_metrics(cfg, epoch, removed)
         results[run] = {"fp": saved["fp_before"], "fn": saved["fn_before"], "components": before}
         results[f"{run}_meta"] = {"fp": saved["fp_after"], "fn": saved["fn_after"], "components": after}
-        _draw_panels(cfg, epoch, removed_segments(saved))
+        _draw_panels(cfg, epoch, removed)
     last = "trained" if "trained" in results else "baseline"
     results["meta"] = results.pop(f"{last}_meta")
     results["meta_classifier"] = classifier
@@ -242,17 +243,17 @@ def results_table(results):
         # it ran on, the trained one or (val_epoch 0) the baseline, as for the mIoU
         runs = pixel.get("trained", pixel.get("baseline", {})) if run == "meta" else pixel.get(run, {})
         values = runs.get(protocol, {})
-        return [_percent(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
+        return [_percent_cell(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
 
     def components(run):
         return segment.get(run, {}).get("components", {})
 
     runs = [(RUN_LABELS[run], run) for run in ("baseline", "trained", "meta")]
     main = [(label, pixel_cells(run, "paper") + [str(segment.get(run, {}).get(k, "-")) for k in ("fp", "fn")]
-             + [_percent(components(run).get("mean_f1")), _percent(miou.get(run, {}).get("miou"))])
+             + [_percent_cell(components(run).get("mean_f1")), _percent_cell(miou.get(run, {}).get("miou"))])
             for label, run in runs]
     exact = [(label, pixel_cells(run, "exact")) for label, run in runs if run != "meta"]
-    component = [(label, [_percent(components(run).get(k)) for k in ("siou_gt", "ppv", "mean_f1")])
+    component = [(label, [_percent_cell(components(run).get(k)) for k in ("siou_gt", "ppv", "mean_f1")])
                  for label, run in runs]
     bins = results.get("config", {}).get("bins")
     blocks = [_block("pixel metrics: paper protocol; segments: FP/FN counts; in %",
@@ -262,7 +263,8 @@ def results_table(results):
     return "\n\n".join("\n".join(block) for block in blocks if block)
 
 
-def _percent(value):
+def _percent_cell(value):
+    """A table cell: a number in % without the sign, - where there is none."""
     return "-" if value is None else f"{100 * value:.2f}"
 
 

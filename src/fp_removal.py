@@ -74,7 +74,7 @@ def remove_false_positives(cfg, epoch) -> dict:
     write_json(path, saved)
     logger.info("meta classifier: %d segments, AUROC %s, AUPRC %s, accuracy %s; FP %d -> %d, "
                 "FN %d -> %d (%d true positives removed); saved %s", result.n_segments,
-                _percent(result.auroc), _percent(result.auprc), _percent(result.accuracy),
+                _percent_or_na(result.auroc), _percent_or_na(result.auprc), _percent_or_na(result.accuracy),
                 result.fp_before, result.fp_after, result.fn_before, result.fn_after,
                 result.removed_true_positives, path)
     return saved
@@ -87,5 +87,6 @@ def removed_segments(saved: dict) -> dict:
             for image, kept in zip(saved["image_ids"], result.kept_per_image())}
 
 
-def _percent(value):
+def _percent_or_na(value):
+    """For the log: a score in %, n/a where it is undefined."""
     return "n/a" if value is None else f"{100 * value:.2f}%"

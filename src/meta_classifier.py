@@ -57,8 +57,7 @@ def segment_data(metrics_per_image, image_ids=None):
     ids = _ids(image_ids, len(metrics_per_image))
     counts = [_segment_count(m, image_id, ids[0], metrics_per_image[0].keys())
               for image_id, m in zip(ids, metrics_per_image)]
-    raw = np.array([np.concatenate([m[k] for m in metrics_per_image]) for k in names],
-                   dtype=np.float64).reshape(len(names), -1).T
+    raw = np.array([np.concatenate([m[k] for m in metrics_per_image]) for k in names], dtype=np.float64).T
     bad = [name for name, ok in zip(names, np.isfinite(raw).all(axis=0)) if not ok]
     if bad:
         raise ValueError(f"meta classifier: metrics {bad} hold NaN or infinite values")
@@ -103,7 +102,7 @@ class LiblinearMetaClassifier(ClassifierMixin, BaseEstimator):
             return np.ones((len(features), 1))
         return self.model_.predict_proba(features)
 
-    def predict(self, features):
+    def predict(self, features):  # never called, but cross_val_predict accepts only estimators that have it
         return self.classes_[np.argmax(self.predict_proba(features), axis=1)]
 
 
@@ -168,26 +167,39 @@ def uncovered_gt_segments(gt_components, components, kept, image_ids=None):
     before removal, i.e. gt segments with no predicted pixel); image_ids as for segment_data.
     Summed over the images.
     """
-    if not len(gt_components) == len(components) == len(kept):
-        raise ValueError(f"meta classifier: {len(gt_components)} gt and {len(components)} predicted "
-                         f"components maps, {len(kept)} kept-flag arrays; expected equal numbers")
-    return sum(_uncovered_in_image(gt_map, pred_map, flags, image_id) for gt_map, pred_map, flags, image_id
-               in zip(gt_components, components, kept, _ids(image_ids, len(kept))))
+    return _uncovered_counts(gt_components, components, [kept], image_ids)[0]
 
 
-def _uncovered_in_image(gt_map, pred_map, kept, image_id):
+def _uncovered_counts(gt_components, components, kept_sets, image_ids):
+    """uncovered_gt_segments of each per-image kept-flag list of `kept_sets`, in one pass: the maps
+    of a data set are read from disk, one image at a time."""
+    for kept in kept_sets:
+        if not len(gt_components) == len(components) == len(kept):
+            raise ValueError(f"meta classifier: {len(gt_components)} gt and {len(components)} predicted "
+                             f"components maps, {len(kept)} kept-flag arrays; expected equal numbers")
+    totals = np.zeros(len(kept_sets), np.int64)
+    for gt_map, pred_map, image_id, *flags in zip(gt_components, components, _ids(image_ids, len(components)),
+                                                   *kept_sets):
+        totals += _uncovered_in_image(gt_map, pred_map, flags, image_id)
+    return totals.tolist()
+
+
+def _uncovered_in_image(gt_map, pred_map, kept_sets, image_id):
+    """Per kept-flag array of `kept_sets`, the gt segments of the image that no kept segment overlaps."""
     if gt_map.shape != pred_map.shape:
         raise MetaClassifierError(f"meta classifier: image {image_id}: gt components map {gt_map.shape} and "
                                   f"predicted components map {pred_map.shape} differ in shape")
     gt_labels = np.abs(gt_map.astype(np.int64))
     pred_labels = np.abs(pred_map.astype(np.int64))
-    n_pred = int(pred_labels.max(initial=0))
-    if n_pred != len(kept):
-        raise MetaClassifierError(f"meta classifier: image {image_id}: components map has {n_pred} segments "
-                                  f"but {len(kept)} kept flags")
-    kept_pixel = np.concatenate([[False], np.asarray(kept, dtype=bool)])[pred_labels]
-    covered = np.unique(gt_labels[kept_pixel])
-    return int(gt_labels.max(initial=0)) - int(np.count_nonzero(covered))
+    n_pred, n_gt = int(pred_labels.max(initial=0)), int(gt_labels.max(initial=0))
+    counts = []
+    for kept in kept_sets:
+        if n_pred != len(kept):
+            raise MetaClassifierError(f"meta classifier: image {image_id}: components map has {n_pred} "
+                                      f"segments but {len(kept)} kept flags")
+        kept_pixel = np.concatenate([[False], np.asarray(kept, dtype=bool)])[pred_labels]
+        counts.append(n_gt - int(np.count_nonzero(np.unique(gt_labels[kept_pixel]))))
+    return counts
 
 
 def per_image(values, image_index, n_images):
@@ -207,11 +219,13 @@ def fp_fn_counts(iou0, removed, image_index, components, gt_components, image_id
     """
     is_fp, removed = np.asarray(iou0) == 1, np.asarray(removed, dtype=bool)
     kept = per_image(~removed, image_index, len(components))
+    fn_before, fn_after = _uncovered_counts(gt_components, components, [[np.ones_like(k) for k in kept], kept],
+                                            image_ids)
     return {
         "fp_before": int(np.count_nonzero(is_fp)),
-        "fn_before": uncovered_gt_segments(gt_components, components, [np.ones_like(k) for k in kept], image_ids),
+        "fn_before": fn_before,
         "fp_after": int(np.count_nonzero(is_fp & ~removed)),
-        "fn_after": uncovered_gt_segments(gt_components, components, kept, image_ids),
+        "fn_after": fn_after,
         "removed_true_positives": int(np.count_nonzero(~is_fp & removed)),
     }
 
@@ -264,12 +278,9 @@ def meta_classifier_result(metrics_per_image, components, gt_components, cv="loo
     data = segment_data(metrics_per_image, image_ids)
     probability = out_of_fold_probabilities(data, cv, folds, seed, n_jobs)
     removed = probability > THRESHOLD
-    result = MetaClassifierResult(
+    return MetaClassifierResult(
         cv=cv, folds=folds, seed=seed, n_images=len(metrics_per_image), n_segments=len(data.iou0),
         **classifier_scores(data.iou0, probability),
         **fp_fn_counts(data.iou0, removed, data.image_index, components, gt_components, image_ids),
         image_index=data.image_index.tolist(), iou0=data.iou0.tolist(),
         probability=probability.tolist(), removed=removed.tolist())
-    logger.info("meta classifier (%s): AUROC %s, FP %d -> %d, FN %d -> %d", cv, result.auroc,
-                result.fp_before, result.fp_after, result.fn_before, result.fn_after)
-    return result

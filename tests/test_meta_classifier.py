@@ -1,5 +1,6 @@
 """The meta classifier: features, cross-validated probabilities, scores and FP/FN counts."""
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -240,6 +241,28 @@ def test_uncovered_gt_segments_checks_its_inputs():
         uncovered_gt_segments([GT_0, GT_1], [PRED_0, PRED_0], [REMOVED, REMOVED])
     with pytest.raises(ValueError, match="1 gt and 2 predicted components maps, 2 kept-flag arrays"):
         uncovered_gt_segments([GT_0], [PRED_0, PRED_1], [REMOVED, []])
+
+
+class CountedReads(Sequence):
+    """Maps read from "disk" on access, as fp_removal passes them; counts the reads."""
+
+    def __init__(self, maps):
+        self.maps, self.reads = maps, 0
+
+    def __len__(self):
+        return len(self.maps)
+
+    def __getitem__(self, k):
+        found = self.maps[k]  # past the end: IndexError, the end of iteration, is no read
+        self.reads += 1
+        return found
+
+
+def test_fp_fn_counts_read_every_map_once():
+    components, gt_components = CountedReads([PRED_0, PRED_1]), CountedReads([GT_0, GT_1])
+    counts = fp_fn_counts(IOU0, REMOVED, [0, 0, 0, 0], components, gt_components)
+    assert (counts["fn_before"], counts["fn_after"]) == (3, 4)
+    assert components.reads == gt_components.reads == 2
 
 
 def test_golden_counts_before_removal_match_the_reference_metrics(golden_dir):

@@ -269,8 +269,12 @@ def _percent_cell(value):
 
 
 def evaluate(cfg, pixel=True, segment=True, miou=False):
-    """Runs the chosen evaluations, saves every number with the configuration, returns them."""
-    results = {"config": dataclasses.asdict(cfg)}
+    """Runs the chosen evaluations and saves their numbers with this run's configuration; the
+    sections of the other evaluations stay as an earlier run saved them (so `-miou` after
+    `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
+    path = evaluation_file(cfg)
+    results = read_json(path) if os.path.exists(path) else {}
+    results["config"] = dataclasses.asdict(cfg)
     if pixel:
         results["pixel"] = pixel_evaluation(cfg)
     if segment:
@@ -278,9 +282,9 @@ def evaluate(cfg, pixel=True, segment=True, miou=False):
     if miou:
         results["miou"] = miou_evaluation(cfg)
     results = _json_safe(results)
-    write_json(evaluation_file(cfg), results)
+    write_json(path, results)
     with atomic_path(table_file(cfg)) as tmp, open(tmp, "w") as f:
         f.write(f"{cfg.MODEL} on {cfg.VALSET}, entropy threshold {cfg.entropy_threshold}, score {cfg.score}\n"
                 f"{results_table(results)}\n")
-    logger.info("results saved to %s, pictures in %s", evaluation_file(cfg), paths.plots_dir(cfg))
+    logger.info("results saved to %s, pictures in %s", path, paths.plots_dir(cfg))
     return results

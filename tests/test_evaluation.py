@@ -66,3 +66,19 @@ def test_meta_row_of_a_baseline_only_run_shows_the_baseline_pixel_metrics():
     meta_row = next(line for line in evaluation.results_table(results).splitlines()
                     if line.startswith("+ meta classification"))
     assert meta_row.split()[3:8] == ["90.00", "20.00", "50.00", "1", "2"]
+
+
+def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch):
+    pixel = {"baseline": {p: {"auroc": 0.9, "fpr95": 0.2, "auprc": 0.5} for p in ("paper", "exact")}}
+    monkeypatch.setattr(evaluation, "pixel_evaluation", lambda cfg: pixel)
+    monkeypatch.setattr(evaluation, "segment_evaluation", lambda cfg: {"baseline": {"fp": 3, "fn": 1}})
+    monkeypatch.setattr(evaluation, "miou_evaluation", lambda cfg: {"baseline": {"miou": 0.7}})
+    evaluation.evaluate(cfg, pixel=True, segment=True)
+    monkeypatch.setattr(evaluation, "segment_evaluation", lambda cfg: {"baseline": {"fp": 2, "fn": 0}})
+    results = evaluation.evaluate(dataclasses.replace(cfg, bins=50), pixel=False, segment=True, miou=True)
+    assert results["pixel"] == pixel and results["miou"] == {"baseline": {"miou": 0.7}}
+    assert results["segment"] == {"baseline": {"fp": 2, "fn": 0}} and results["config"]["bins"] == 50
+    assert evaluation.read_json(evaluation.evaluation_file(cfg)) == results
+    with open(evaluation.table_file(cfg)) as f:
+        baseline_row = next(line for line in f if line.startswith("baseline"))
+    assert baseline_row.split()[1:] == ["90.00", "20.00", "50.00", "2", "0", "-", "70.00"]

@@ -7,7 +7,9 @@ For the baseline (epoch 0) and the OoD-trained network (cfg.val_epoch) on cfg.VA
             SegmentMeIfYouCan component metrics (sIoU, PPV, F1) of the same predictions
   miou      19-class mIoU of both networks on the Cityscapes val split
 Whatever an evaluation needs and is missing (probs files, segment search, meta classifier)
-is computed first; finished pieces are read back, so a re-run redoes nothing.
+is computed first. A re-run reads back or skips what exists: those, the score histograms, the
+mIoU of each network and the per-image panels; it writes the summaries again (the results
+file and table, the score-histogram and ROC / PR plots).
 """
 import dataclasses
 import logging

@@ -243,8 +243,8 @@ def results_table(results):
     def pixel_cells(run, protocol):
         # meta classification removes segments, not pixels: its pixel scores are those of the network
         # it ran on, the trained one or (val_epoch 0) the baseline, as for the mIoU
-        runs = pixel.get("trained", pixel.get("baseline", {})) if run == "meta" else pixel.get(run, {})
-        values = runs.get(protocol, {})
+        network = pixel.get("trained", pixel.get("baseline", {})) if run == "meta" else pixel.get(run, {})
+        values = network.get(protocol, {})
         return [_percent_cell(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
 
     def components(run):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from src import evaluation
+from src.atomic import read_json
 from src.errors import MetaOodError
 from src.scores import energy_score, normalized_entropy
 from src.settings import default_config
@@ -78,7 +79,7 @@ def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch)
     results = evaluation.evaluate(dataclasses.replace(cfg, bins=50), pixel=False, segment=True, miou=True)
     assert results["pixel"] == pixel and results["miou"] == {"baseline": {"miou": 0.7}}
     assert results["segment"] == {"baseline": {"fp": 2, "fn": 0}} and results["config"]["bins"] == 50
-    assert evaluation.read_json(evaluation.evaluation_file(cfg)) == results
+    assert read_json(evaluation.evaluation_file(cfg)) == results
     with open(evaluation.table_file(cfg)) as f:
         baseline_row = next(line for line in f if line.startswith("baseline"))
     assert baseline_row.split()[1:] == ["90.00", "20.00", "50.00", "2", "0", "-", "70.00"]

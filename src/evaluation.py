@@ -7,14 +7,15 @@ For the baseline (epoch 0) and the OoD-trained network (cfg.val_epoch) on cfg.VA
             SegmentMeIfYouCan component metrics (sIoU, PPV, F1) of the same predictions
   miou      19-class mIoU of both networks on the Cityscapes val split
 Whatever an evaluation needs and is missing (probs files, segment search, meta classifier)
-is computed first; finished pieces are read back, so a re-run redoes nothing.
+is computed first. A re-run reads back or skips what exists: those, the score histograms, the
+mIoU of each network and the per-image panels; it writes the summaries again (the results
+file and table, the score-histogram and ROC / PR plots).
 """
 import dataclasses
 import logging
 import math
 import os
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -28,8 +29,8 @@ from src.inference import default_device, network_at_epoch, network_outputs, wri
 from src.miou import class_ious, confusion_matrix, mean_iou
 from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_scores
 from src.plots import plot_image_panel, plot_roc_pr, plot_score_histograms
-from src.scores import SCORE_RANGES, score_map
-from src.segment_search import probs_indices, run_segment_search
+from src.scores import SCORE_RANGES, SCORES, score_map
+from src.segment_search import probs_indices, read_probs, run_segment_search
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +42,16 @@ def evaluated_epochs(cfg):
     return {"baseline": 0} if cfg.val_epoch == 0 else {"baseline": 0, "trained": cfg.val_epoch}
 
 
-def _read_probs_file(path, with_logits):
-    with h5py.File(path, "r") as f:
-        logits = f["logits"][()] if with_logits and "logits" in f else None
-        return f["probabilities"][()], f["gt_train_ids"][()], logits, f["image_path"][()].decode()
+# The probs-file dataset behind each input of src.scores.SCORES.
+SCORE_DATASETS = {"probs": "probabilities", "logits": "logits"}
 
 
-def _score_of(cfg, path):
-    needs_logits = cfg.score in ("maxlogit", "energy")
-    probs, gt_train, logits, image_path = _read_probs_file(path, needs_logits)
-    if needs_logits and logits is None:
-        raise ValueError(f"{path} holds no logits, needed by --score {cfg.score}: delete the probs "
-                         "files and write them again with meta_classification.py -prepare --store_logits")
-    return score_map(cfg.score, probs=probs, logits=logits), gt_train, image_path
+def _score_and(cfg, path, *names):
+    """(score map, *datasets `names`) of one probs file; of probabilities and logits only the one
+    the score needs is read (each is C times the size of a map)."""
+    source = SCORES[cfg.score][1]
+    array, *rest = read_probs(path, (SCORE_DATASETS[source], *names))
+    return (score_map(cfg.score, **{source: array}), *rest)
 
 
 # ---------------------------------------------------------------- pixel level
@@ -75,7 +73,7 @@ def score_histograms(cfg, epoch):
                   "exact": ScoreHistogram(cfg.bins, value_range)}
     dataset = DATASETS[cfg.VALSET]
     for i in tqdm(probs_indices(cfg, epoch), desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
-        score, gt_train, _ = _score_of(cfg, paths.probs_file(cfg, epoch, i))
+        score, gt_train = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids")
         values = pixel_scores(score, gt_train, dataset.train_id_in, dataset.train_id_out)
         for histogram in filter(None, histograms.values()):
             histogram.add(*values)
@@ -94,13 +92,19 @@ def pixel_evaluation(cfg):
     results = {run: {protocol: PROTOCOLS[protocol](*h[protocol][1:]) for protocol in PROTOCOLS}
                for run, h in histograms.items()}
     title = f"{cfg.MODEL} on {cfg.VALSET}, score: {cfg.score}"
-    folder = paths.plots_dir(cfg)
-    plot_score_histograms(os.path.join(folder, f"score_histograms_{cfg.score}.png"),
+    plot_score_histograms(summary_plot_file(cfg, "score_histograms"),
                           {RUN_LABELS[run]: h["exact"] for run, h in histograms.items()}, title,
                           xlabel=f"OoD score ({cfg.score})")
-    plot_roc_pr(os.path.join(folder, f"roc_pr_{cfg.score}.png"),
+    plot_roc_pr(summary_plot_file(cfg, "roc_pr"),
                 {RUN_LABELS[run]: h["paper"][1:] for run, h in histograms.items()}, title, protocol="paper")
     return results
+
+
+def summary_plot_file(cfg, kind):
+    """`<kind>_<run>_<score>.png` in the plots folder; <run> is the evaluated epoch's pattern, as the
+    plot compares the baseline with that epoch."""
+    run = paths.epoch_pattern(cfg, cfg.val_epoch)
+    return os.path.join(paths.plots_dir(cfg), f"{kind}_{run}_{cfg.score}.png")
 
 
 # ---------------------------------------------------------------- segment level
@@ -119,8 +123,7 @@ def _component_metrics(cfg, epoch, removed):
     before, after = ComponentAccumulator(), ComponentAccumulator()
     for i in probs_indices(cfg, epoch):
         components = np.abs(read_pickle(paths.components_file(cfg, epoch, i)))
-        with h5py.File(paths.probs_file(cfg, epoch, i), "r") as f:
-            gt_train = f["gt_train_ids"][()]
+        gt_train = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids",))[0]
         gt_ood, void = gt_train == dataset.train_id_out, gt_train == dataset.void_id
         before.update(components > 0, gt_ood, void)
         after.update((components > 0) & ~np.isin(components, list(removed[i])), gt_ood, void)
@@ -136,10 +139,11 @@ def segment_evaluation(cfg):
         saved = meta_classification(cfg, epoch)
         classifier[run] = {k: saved[k] for k in ("auroc", "auprc", "accuracy", "n_segments",
                                                  "removed_true_positives", "cv")}
-        before, after = _component_metrics(cfg, epoch, removed_segments(saved))
+        removed = removed_segments(saved)
+        before, after = _component_metrics(cfg, epoch, removed)
         results[run] = {"fp": saved["fp_before"], "fn": saved["fn_before"], "components": before}
         results[f"{run}_meta"] = {"fp": saved["fp_after"], "fn": saved["fn_after"], "components": after}
-        _draw_panels(cfg, epoch, removed_segments(saved))
+        _draw_panels(cfg, epoch, removed)
     last = "trained" if "trained" in results else "baseline"
     results["meta"] = results.pop(f"{last}_meta")
     results["meta_classifier"] = classifier
@@ -149,15 +153,23 @@ def segment_evaluation(cfg):
 def _draw_panels(cfg, epoch, removed):
     """The picture of each of the first cfg.panels images (image, truth, score, segments)."""
     dataset = DATASETS[cfg.VALSET]
-    pattern = paths.epoch_pattern(cfg, epoch)
     for i in probs_indices(cfg, epoch)[:cfg.panels]:
-        path = os.path.join(paths.plots_dir(cfg), pattern, f"image_{i:04d}_{cfg.score}.png")
+        path = panel_file(cfg, epoch, i)
         if os.path.exists(path):
             continue
-        score, gt_train, image_path = _score_of(cfg, paths.probs_file(cfg, epoch, i))
-        plot_image_panel(path, read_rgb(image_path), gt_train, dataset.train_id_in, dataset.train_id_out,
+        score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
+                                                 "image_path")
+        plot_image_panel(path, read_rgb(image_path.decode()), gt_train, dataset.train_id_in, dataset.train_id_out,
                          score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
-                         f"{cfg.VALSET} image {i}, {pattern}", score_range=SCORE_RANGES[cfg.score])
+                         f"{cfg.VALSET} image {i}, {paths.meta_classifier_name(cfg, epoch)}",
+                         score_range=SCORE_RANGES[cfg.score])
+
+
+def panel_file(cfg, epoch, index):
+    """`<run>_t<t>_<cv>/image_<i>_<score>.png` in the plots folder: the panel shows the segments the
+    entropy threshold found and those the meta classifier removed, so both are in the name."""
+    return os.path.join(paths.plots_dir(cfg), paths.meta_classifier_name(cfg, epoch),
+                        f"image_{index:04d}_{cfg.score}.png")
 
 
 # ---------------------------------------------------------------- in-distribution quality
@@ -229,18 +241,21 @@ def results_table(results):
     pixel, segment, miou = (results.get(k, {}) for k in ("pixel", "segment", "miou"))
 
     def pixel_cells(run, protocol):
-        values = pixel.get("trained" if run == "meta" else run, {}).get(protocol, {})
-        return [_percent(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
+        # meta classification removes segments, not pixels: its pixel scores are those of the network
+        # it ran on, the trained one or (val_epoch 0) the baseline, as for the mIoU
+        network = pixel.get("trained", pixel.get("baseline", {})) if run == "meta" else pixel.get(run, {})
+        values = network.get(protocol, {})
+        return [_percent_cell(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
 
     def components(run):
         return segment.get(run, {}).get("components", {})
 
     runs = [(RUN_LABELS[run], run) for run in ("baseline", "trained", "meta")]
     main = [(label, pixel_cells(run, "paper") + [str(segment.get(run, {}).get(k, "-")) for k in ("fp", "fn")]
-             + [_percent(components(run).get("mean_f1")), _percent(miou.get(run, {}).get("miou"))])
+             + [_percent_cell(components(run).get("mean_f1")), _percent_cell(miou.get(run, {}).get("miou"))])
             for label, run in runs]
     exact = [(label, pixel_cells(run, "exact")) for label, run in runs if run != "meta"]
-    component = [(label, [_percent(components(run).get(k)) for k in ("siou_gt", "ppv", "mean_f1")])
+    component = [(label, [_percent_cell(components(run).get(k)) for k in ("siou_gt", "ppv", "mean_f1")])
                  for label, run in runs]
     bins = results.get("config", {}).get("bins")
     blocks = [_block("pixel metrics: paper protocol; segments: FP/FN counts; in %",
@@ -250,13 +265,18 @@ def results_table(results):
     return "\n\n".join("\n".join(block) for block in blocks if block)
 
 
-def _percent(value):
+def _percent_cell(value):
+    """A table cell: a number in % without the sign, - where there is none."""
     return "-" if value is None else f"{100 * value:.2f}"
 
 
 def evaluate(cfg, pixel=True, segment=True, miou=False):
-    """Runs the chosen evaluations, saves every number with the configuration, returns them."""
-    results = {"config": dataclasses.asdict(cfg)}
+    """Runs the chosen evaluations and saves their numbers with this run's configuration; the
+    sections of the other evaluations stay as an earlier run saved them (so `-miou` after
+    `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
+    path = evaluation_file(cfg)
+    results = read_json(path) if os.path.exists(path) else {}
+    results["config"] = dataclasses.asdict(cfg)
     if pixel:
         results["pixel"] = pixel_evaluation(cfg)
     if segment:
@@ -264,9 +284,9 @@ def evaluate(cfg, pixel=True, segment=True, miou=False):
     if miou:
         results["miou"] = miou_evaluation(cfg)
     results = _json_safe(results)
-    write_json(evaluation_file(cfg), results)
+    write_json(path, results)
     with atomic_path(table_file(cfg)) as tmp, open(tmp, "w") as f:
         f.write(f"{cfg.MODEL} on {cfg.VALSET}, entropy threshold {cfg.entropy_threshold}, score {cfg.score}\n"
                 f"{results_table(results)}\n")
-    logger.info("results saved to %s, pictures in %s", evaluation_file(cfg), paths.plots_dir(cfg))
+    logger.info("results saved to %s, pictures in %s", path, paths.plots_dir(cfg))
     return results

@@ -2,7 +2,8 @@
 
 Reads every image's metrics and components pickles, runs the cross-validated meta classifier
 and saves its scores, FP/FN counts and per-segment decisions as one JSON file
-(`paths.meta_classifier_file`). An existing result is read back instead of recomputed.
+(`paths.meta_classifier_file`). An existing result is read back instead of recomputed, unless
+the probs files are now of other images.
 """
 import logging
 import os
@@ -32,35 +33,48 @@ class _Pickles(Sequence):
         return read_pickle(self.files[k])
 
 
-def segment_search_files(cfg, epoch):
-    """(image indices, [metrics, components, gt metrics, gt components] files per image)."""
-    indices = probs_indices(cfg, epoch)
+def segment_search_files(cfg, epoch, indices):
+    """[metrics, components, gt metrics, gt components] files of each image of `indices`."""
     files = [output_files(cfg, epoch, i) for i in indices]
     missing = [f for group in files for f in group if not os.path.exists(f)]
     if missing:
         raise MetaOodError(f"segment search outputs missing ({len(missing)} files, e.g. {missing[0]}): "
                            "run meta_classification.py -segment first")
-    return indices, files
+    return files
+
+
+def _saved_result(path, indices):
+    """The result saved at `path` if it is of the images `indices` (None if absent or of other images)."""
+    if not os.path.exists(path):
+        return None
+    saved = read_json(path)
+    if saved["image_ids"] != indices:
+        logger.info("meta classifier result %s is of other images (%d) than the probs files now (%d): "
+                    "computing it again", path, len(saved["image_ids"]), len(indices))
+        return None
+    logger.info("meta classifier result exists: %s", path)
+    return saved
 
 
 def remove_false_positives(cfg, epoch) -> dict:
     """The meta classifier's result for (cfg, epoch) as saved: MetaClassifierResult fields plus
     `image_ids`, the probs-file index of each position of `image_index`."""
     path = paths.meta_classifier_file(cfg, epoch)
-    if os.path.exists(path):
-        logger.info("meta classifier result exists: %s", path)
-        return read_json(path)
-    indices, files = segment_search_files(cfg, epoch)
+    indices = probs_indices(cfg, epoch)
+    saved = _saved_result(path, indices)
+    if saved is not None:
+        return saved
+    files = segment_search_files(cfg, epoch, indices)
     metrics = [read_pickle(group[0]) for group in files]
     components = _Pickles([group[1] for group in files])
     gt_components = _Pickles([group[3] for group in files])
     result = meta_classifier_result(metrics, components, gt_components, cv=cfg.cv, folds=cfg.folds,
-                                    seed=cfg.seed, n_jobs=cfg.segment_workers)
+                                    seed=cfg.seed, n_jobs=cfg.segment_workers, image_ids=indices)
     saved = {"image_ids": indices, **result.to_dict()}
     write_json(path, saved)
     logger.info("meta classifier: %d segments, AUROC %s, AUPRC %s, accuracy %s; FP %d -> %d, "
                 "FN %d -> %d (%d true positives removed); saved %s", result.n_segments,
-                _percent(result.auroc), _percent(result.auprc), _percent(result.accuracy),
+                _percent_or_na(result.auroc), _percent_or_na(result.auprc), _percent_or_na(result.accuracy),
                 result.fp_before, result.fp_after, result.fn_before, result.fn_after,
                 result.removed_true_positives, path)
     return saved
@@ -73,5 +87,6 @@ def removed_segments(saved: dict) -> dict:
             for image, kept in zip(saved["image_ids"], result.kept_per_image())}
 
 
-def _percent(value):
+def _percent_or_na(value):
+    """For the log: a score in %, n/a where it is undefined."""
     return "n/a" if value is None else f"{100 * value:.2f}%"

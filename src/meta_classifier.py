@@ -17,12 +17,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 from sklearn.model_selection import KFold, LeaveOneGroupOut, LeaveOneOut, cross_val_predict
 
+from src.errors import MetaOodError
+
 logger = logging.getLogger(__name__)
 
 NOT_FEATURES = ("iou", "iou0", "prc")
 CV_SCHEMES = ("loo", "image", "kfold")
 STD_EPS = 1e-10
 THRESHOLD = 0.5  # removed if P(iou0 = 1) > 0.5, i.e. the argmax of the two classes (ties kept)
+
+
+class MetaClassifierError(MetaOodError, ValueError):
+    """Segment-search data the meta classifier cannot use: images whose metrics or components maps
+    do not fit together, or too few segments or images for the cross-validation (--cv, --folds)."""
 
 
 class SegmentData(NamedTuple):
@@ -37,18 +44,20 @@ def feature_names(metrics):
     return sorted(k for k in metrics if k not in NOT_FEATURES)
 
 
-def segment_data(metrics_per_image):
+def segment_data(metrics_per_image, image_ids=None):
     """Features, target and image index of every predicted segment of the data set.
 
+    image_ids: per image the id that messages name (the probs-file index); default its position.
     As in the reference, each feature column is standardized, (x - mean) / (std + 1e-10), with
     statistics over all segments (the held-out ones of any cross-validation fold included).
     """
     if not metrics_per_image:
         raise ValueError("meta classifier: no image metrics given")
     names = feature_names(metrics_per_image[0])
-    counts = [_segment_count(m, i, metrics_per_image[0].keys()) for i, m in enumerate(metrics_per_image)]
-    raw = np.array([np.concatenate([m[k] for m in metrics_per_image]) for k in names],
-                   dtype=np.float64).reshape(len(names), -1).T
+    ids = _ids(image_ids, len(metrics_per_image))
+    counts = [_segment_count(m, image_id, ids[0], metrics_per_image[0].keys())
+              for image_id, m in zip(ids, metrics_per_image)]
+    raw = np.array([np.concatenate([m[k] for m in metrics_per_image]) for k in names], dtype=np.float64).T
     bad = [name for name, ok in zip(names, np.isfinite(raw).all(axis=0)) if not ok]
     if bad:
         raise ValueError(f"meta classifier: metrics {bad} hold NaN or infinite values")
@@ -58,15 +67,20 @@ def segment_data(metrics_per_image):
     return SegmentData(features, names, iou0, image_index)
 
 
-def _segment_count(metrics, index, expected_keys):
+def _ids(image_ids, n_images):
+    """The image ids that messages name: `image_ids`, or the positions 0..n-1."""
+    return list(range(n_images)) if image_ids is None else list(image_ids)
+
+
+def _segment_count(metrics, image_id, first_id, expected_keys):
     if metrics.keys() != expected_keys:
         missing, extra = sorted(expected_keys - metrics.keys()), sorted(metrics.keys() - expected_keys)
-        raise ValueError(f"meta classifier: metrics of image {index} differ in keys from image 0's "
-                         f"(missing {missing}, extra {extra})")
+        raise MetaClassifierError(f"meta classifier: metrics of image {image_id} differ in keys from image "
+                                  f"{first_id}'s (missing {missing}, extra {extra})")
     lengths = {len(v) for v in metrics.values()}
     if len(lengths) != 1:
-        raise ValueError(f"meta classifier: metrics of image {index} have arrays of lengths "
-                         f"{sorted(lengths)}")
+        raise MetaClassifierError(f"meta classifier: metrics of image {image_id} have arrays of lengths "
+                                  f"{sorted(lengths)}")
     return lengths.pop()
 
 
@@ -88,7 +102,7 @@ class LiblinearMetaClassifier(ClassifierMixin, BaseEstimator):
             return np.ones((len(features), 1))
         return self.model_.predict_proba(features)
 
-    def predict(self, features):
+    def predict(self, features):  # never called, but cross_val_predict accepts only estimators that have it
         return self.classes_[np.argmax(self.predict_proba(features), axis=1)]
 
 
@@ -107,12 +121,13 @@ def cross_validation_splitter(cv, folds=5, seed=0):
 def _check_splittable(data, cv, folds):
     n, images = len(data.iou0), len(np.unique(data.image_index))
     if cv == "loo" and n < 2:
-        raise ValueError(f"meta classifier: cv 'loo' needs at least 2 segments, got {n}")
+        raise MetaClassifierError(f"meta classifier: cv 'loo' (--cv loo) needs at least 2 segments, got {n}")
     if cv == "image" and images < 2:
-        raise ValueError(f"meta classifier: cv 'image' needs segments in at least 2 images, got {images}")
+        raise MetaClassifierError(f"meta classifier: cv 'image' needs segments in at least 2 images, "
+                                  f"got {images}; choose --cv loo or kfold")
     if cv == "kfold" and not 2 <= folds <= n:
-        raise ValueError(f"meta classifier: cv 'kfold' needs 2 <= folds <= segments, got folds {folds} "
-                         f"and {n} segments")
+        raise MetaClassifierError(f"meta classifier: cv 'kfold' needs 2 <= folds <= segments, got folds {folds} "
+                                  f"and {n} segments; lower --folds or choose another --cv")
 
 
 def out_of_fold_probabilities(data, cv="loo", folds=5, seed=0, n_jobs=1):
@@ -144,33 +159,47 @@ def classifier_scores(iou0, probability):
     }
 
 
-def uncovered_gt_segments(gt_components, components, kept):
+def uncovered_gt_segments(gt_components, components, kept, image_ids=None):
     """Ground-truth segments that no kept predicted segment overlaps (shares a pixel with).
 
     gt_components, components: per image the components maps of ground-truth and predicted
     segments; kept: per image a flag for each predicted segment (all True: the false negatives
-    before removal, i.e. gt segments with no predicted pixel). Summed over the images.
+    before removal, i.e. gt segments with no predicted pixel); image_ids as for segment_data.
+    Summed over the images.
     """
-    if not len(gt_components) == len(components) == len(kept):
-        raise ValueError(f"meta classifier: {len(gt_components)} gt and {len(components)} predicted "
-                         f"components maps, {len(kept)} kept-flag arrays; expected equal numbers")
-    return sum(_uncovered_in_image(gt_map, pred_map, flags, i)
-               for i, (gt_map, pred_map, flags) in enumerate(zip(gt_components, components, kept)))
+    return _uncovered_counts(gt_components, components, [kept], image_ids)[0]
 
 
-def _uncovered_in_image(gt_map, pred_map, kept, index):
+def _uncovered_counts(gt_components, components, kept_sets, image_ids):
+    """uncovered_gt_segments of each per-image kept-flag list of `kept_sets`, in one pass: the maps
+    of a data set are read from disk, one image at a time."""
+    for kept in kept_sets:
+        if not len(gt_components) == len(components) == len(kept):
+            raise ValueError(f"meta classifier: {len(gt_components)} gt and {len(components)} predicted "
+                             f"components maps, {len(kept)} kept-flag arrays; expected equal numbers")
+    totals = np.zeros(len(kept_sets), np.int64)
+    for gt_map, pred_map, image_id, *flags in zip(gt_components, components, _ids(image_ids, len(components)),
+                                                   *kept_sets):
+        totals += _uncovered_in_image(gt_map, pred_map, flags, image_id)
+    return totals.tolist()
+
+
+def _uncovered_in_image(gt_map, pred_map, kept_sets, image_id):
+    """Per kept-flag array of `kept_sets`, the gt segments of the image that no kept segment overlaps."""
     if gt_map.shape != pred_map.shape:
-        raise ValueError(f"meta classifier: image {index}: gt components map {gt_map.shape} and "
-                         f"predicted components map {pred_map.shape} differ in shape")
+        raise MetaClassifierError(f"meta classifier: image {image_id}: gt components map {gt_map.shape} and "
+                                  f"predicted components map {pred_map.shape} differ in shape")
     gt_labels = np.abs(gt_map.astype(np.int64))
     pred_labels = np.abs(pred_map.astype(np.int64))
-    n_pred = int(pred_labels.max(initial=0))
-    if n_pred != len(kept):
-        raise ValueError(f"meta classifier: image {index}: components map has {n_pred} segments "
-                         f"but {len(kept)} kept flags")
-    kept_pixel = np.concatenate([[False], np.asarray(kept, dtype=bool)])[pred_labels]
-    covered = np.unique(gt_labels[kept_pixel])
-    return int(gt_labels.max(initial=0)) - int(np.count_nonzero(covered))
+    n_pred, n_gt = int(pred_labels.max(initial=0)), int(gt_labels.max(initial=0))
+    counts = []
+    for kept in kept_sets:
+        if n_pred != len(kept):
+            raise MetaClassifierError(f"meta classifier: image {image_id}: components map has {n_pred} "
+                                      f"segments but {len(kept)} kept flags")
+        kept_pixel = np.concatenate([[False], np.asarray(kept, dtype=bool)])[pred_labels]
+        counts.append(n_gt - int(np.count_nonzero(np.unique(gt_labels[kept_pixel]))))
+    return counts
 
 
 def per_image(values, image_index, n_images):
@@ -181,7 +210,7 @@ def per_image(values, image_index, n_images):
     return [values[image_index == i] for i in range(n_images)]
 
 
-def fp_fn_counts(iou0, removed, image_index, components, gt_components):
+def fp_fn_counts(iou0, removed, image_index, components, gt_components, image_ids=None):
     """False positives and negatives before and after removing the `removed` segments.
 
     FP: predicted segments with iou0 = 1 (before: all, after: the kept ones). FN: ground-truth
@@ -190,11 +219,13 @@ def fp_fn_counts(iou0, removed, image_index, components, gt_components):
     """
     is_fp, removed = np.asarray(iou0) == 1, np.asarray(removed, dtype=bool)
     kept = per_image(~removed, image_index, len(components))
+    fn_before, fn_after = _uncovered_counts(gt_components, components, [[np.ones_like(k) for k in kept], kept],
+                                            image_ids)
     return {
         "fp_before": int(np.count_nonzero(is_fp)),
-        "fn_before": uncovered_gt_segments(gt_components, components, [np.ones_like(k) for k in kept]),
+        "fn_before": fn_before,
         "fp_after": int(np.count_nonzero(is_fp & ~removed)),
-        "fn_after": uncovered_gt_segments(gt_components, components, kept),
+        "fn_after": fn_after,
         "removed_true_positives": int(np.count_nonzero(~is_fp & removed)),
     }
 
@@ -233,24 +264,23 @@ class MetaClassifierResult:
         return per_image(~np.asarray(self.removed, dtype=bool), self.image_index, self.n_images)
 
 
-def meta_classifier_result(metrics_per_image, components, gt_components, cv="loo", folds=5, seed=0, n_jobs=1):
+def meta_classifier_result(metrics_per_image, components, gt_components, cv="loo", folds=5, seed=0, n_jobs=1,
+                           image_ids=None):
     """Cross-validated meta classifier, false-positive removal and FP/FN counts of a data set.
 
     metrics_per_image: per image the metrics of its predicted segments; components, gt_components:
-    per image the components maps of predicted and ground-truth segments (same order).
+    per image the components maps of predicted and ground-truth segments (same order); image_ids:
+    per image the id that messages name (the probs-file index), default its position.
     """
     if not len(metrics_per_image) == len(components) == len(gt_components):
         raise ValueError(f"meta classifier: metrics of {len(metrics_per_image)} images, {len(components)} "
                          f"predicted and {len(gt_components)} gt components maps; expected equal numbers")
-    data = segment_data(metrics_per_image)
+    data = segment_data(metrics_per_image, image_ids)
     probability = out_of_fold_probabilities(data, cv, folds, seed, n_jobs)
     removed = probability > THRESHOLD
-    result = MetaClassifierResult(
+    return MetaClassifierResult(
         cv=cv, folds=folds, seed=seed, n_images=len(metrics_per_image), n_segments=len(data.iou0),
         **classifier_scores(data.iou0, probability),
-        **fp_fn_counts(data.iou0, removed, data.image_index, components, gt_components),
+        **fp_fn_counts(data.iou0, removed, data.image_index, components, gt_components, image_ids),
         image_index=data.image_index.tolist(), iou0=data.iou0.tolist(),
         probability=probability.tolist(), removed=removed.tolist())
-    logger.info("meta classifier (%s): AUROC %s, FP %d -> %d, FN %d -> %d", cv, result.auroc,
-                result.fp_before, result.fp_after, result.fn_before, result.fn_after)
-    return result

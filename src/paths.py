@@ -4,6 +4,7 @@ import os
 from src.settings import RunConfig
 
 EVAL_SUBDIRS = {"LostAndFound": "laf_eval", "Fishyscapes": "fs_eval"}
+FISHYSCAPES_LAF_SUBDIR = "fs_laf_eval"  # fs_eval is the reference's name of the Static split
 
 
 def model_io_root(cfg: RunConfig) -> str:
@@ -19,8 +20,15 @@ def checkpoint_path(cfg: RunConfig, epoch: int) -> str:
     return os.path.join(weights_dir(cfg), f"{cfg.MODEL}_epoch_{epoch}_alpha_{cfg.pareto_alpha}.pth")
 
 
+def eval_name(cfg: RunConfig) -> str:
+    """laf_eval, fs_eval (Fishyscapes Static) or fs_laf_eval (Fishyscapes LostAndFound)."""
+    if cfg.VALSET == "Fishyscapes" and cfg.fishyscapes_split == "LostAndFound":
+        return FISHYSCAPES_LAF_SUBDIR
+    return EVAL_SUBDIRS[cfg.VALSET]
+
+
 def eval_io_root(cfg: RunConfig) -> str:
-    return os.path.join(model_io_root(cfg), EVAL_SUBDIRS[cfg.VALSET])
+    return os.path.join(model_io_root(cfg), eval_name(cfg))
 
 
 def epoch_pattern(cfg: RunConfig, epoch: int) -> str:
@@ -55,9 +63,15 @@ def components_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False) ->
     return os.path.join(metaseg_dir(cfg), "components", sub, f"{index:04d}.p")
 
 
+def meta_classifier_name(cfg: RunConfig, epoch: int) -> str:
+    """`<metaseg_subdir>_<cv>`; kfold also names what its folds depend on: `..._kfold<k>_seed<s>`."""
+    cv = f"kfold{cfg.folds}_seed{cfg.seed}" if cfg.cv == "kfold" else cfg.cv
+    return f"{metaseg_subdir(cfg, epoch)}_{cv}"
+
+
 def meta_classifier_file(cfg: RunConfig, epoch: int) -> str:
     """Meta classifier results: scores, per-segment decisions, FP/FN counts."""
-    return os.path.join(metaseg_dir(cfg), "meta_classifier", f"{metaseg_subdir(cfg, epoch)}_{cfg.cv}.json")
+    return os.path.join(metaseg_dir(cfg), "meta_classifier", f"{meta_classifier_name(cfg, epoch)}.json")
 
 
 def results_dir(cfg: RunConfig) -> str:
@@ -65,4 +79,4 @@ def results_dir(cfg: RunConfig) -> str:
 
 
 def plots_dir(cfg: RunConfig) -> str:
-    return os.path.join(cfg.io_root, "plots", f"{cfg.MODEL}_{EVAL_SUBDIRS[cfg.VALSET]}")
+    return os.path.join(cfg.io_root, "plots", f"{cfg.MODEL}_{eval_name(cfg)}")

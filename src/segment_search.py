@@ -17,12 +17,21 @@ from tqdm import tqdm
 
 from src import paths
 from src.atomic import write_pickle
+from src.errors import MetaOodError
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.scores import entropy_mask
 
 logger = logging.getLogger(__name__)
 
-PROBS_DATASETS = ("probabilities", "gt_train_ids", "gt_label_ids")
+PROBS_DATASETS = ("probabilities", "gt_train_ids", "gt_label_ids", "image_path")  # logits on request
+SEARCH_DATASETS = ("probabilities", "gt_train_ids", "gt_label_ids")
+
+
+class ProbsError(MetaOodError, FileNotFoundError, ValueError):
+    """Probs files missing, unreadable or incomplete: the prepare stage must (re)write them.
+
+    Also a FileNotFoundError and ValueError: what callers caught before this class existed.
+    """
 
 
 def output_files(cfg, epoch, index):
@@ -31,18 +40,22 @@ def output_files(cfg, epoch, index):
             paths.metrics_file(cfg, epoch, index, gt=True), paths.components_file(cfg, epoch, index, gt=True)]
 
 
-def read_probs(path):
-    """(probabilities (C, H, W), gt_train_ids (H, W), gt_label_ids (H, W)) of one probs file."""
+def read_probs(path, names):
+    """The datasets `names` of one probs file, in that order; reads nothing else."""
     try:
         f = h5py.File(path, "r")
     except OSError as err:  # h5py's message does not name the file
-        raise OSError(f"{path}: not a readable HDF5 probs file ({err})") from err
+        raise ProbsError(f"{path}: not a readable HDF5 probs file ({err}); delete it and run "
+                         "meta_classification.py -prepare again") from err
     with f:
-        missing = [name for name in PROBS_DATASETS if name not in f]
+        missing = [name for name in names if name not in f]
         if missing:
-            raise ValueError(f"{path}: missing dataset(s) {', '.join(missing)}; a probs file holds "
-                             f"{', '.join(PROBS_DATASETS)} and image_path")
-        return tuple(f[name][()] for name in PROBS_DATASETS)
+            store_logits = " --store_logits" if "logits" in missing else ""
+            raise ProbsError(f"{path}: missing dataset(s) {', '.join(missing)}; a probs file holds "
+                             f"{', '.join(PROBS_DATASETS)} (logits with --store_logits): delete the probs "
+                             f"files of this run and write them again with meta_classification.py "
+                             f"-prepare{store_logits}")
+        return tuple(f[name][()] for name in names)
 
 
 def segment_metrics(probs, gt_train, gt_label, threshold, ood_index):
@@ -55,7 +68,7 @@ def segment_metrics(probs, gt_train, gt_label, threshold, ood_index):
 
 def search_image(cfg, epoch, index, ood_index):
     """Writes the four outputs of image `index`."""
-    probs, gt_train, gt_label = read_probs(paths.probs_file(cfg, epoch, index))
+    probs, gt_train, gt_label = read_probs(paths.probs_file(cfg, epoch, index), SEARCH_DATASETS)
     results = segment_metrics(probs, gt_train, gt_label, cfg.entropy_threshold, ood_index)
     for path, result in zip(output_files(cfg, epoch, index), results):
         write_pickle(path, result)
@@ -67,8 +80,8 @@ def probs_indices(cfg, epoch):
     names = os.listdir(folder) if os.path.isdir(folder) else []
     indices = sorted(int(m.group(1)) for m in map(re.compile(r"probs(\d+)\.hdf5").fullmatch, names) if m)
     if not indices:
-        raise FileNotFoundError(f"no probs files (probs<i>.hdf5) in {folder}: "
-                                f"write them first with the prepare stage (-prepare)")
+        raise ProbsError(f"no probs files (probs<i>.hdf5) in {folder}: write them first with "
+                         "meta_classification.py -prepare")
     return indices
 
 

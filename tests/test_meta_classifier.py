@@ -1,11 +1,13 @@
 """The meta classifier: features, cross-validated probabilities, scores and FP/FN counts."""
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
+from src.errors import MetaOodError
 from src.meta_classifier import (MetaClassifierResult, classifier_scores, cross_validation_splitter,
                                  fp_fn_counts, meta_classifier_result, out_of_fold_probabilities,
                                  segment_data, uncovered_gt_segments)
@@ -165,6 +167,23 @@ def test_impossible_cross_validation_is_explained():
         out_of_fold_probabilities(data, "segments")
 
 
+def test_impossible_cross_validation_names_the_flags_to_change():
+    data = segment_data(synthetic_metrics(6, segments_per_image=(4, 0)))
+    with pytest.raises(MetaOodError, match="lower --folds or choose another --cv"):
+        out_of_fold_probabilities(data, "kfold", folds=5)
+    with pytest.raises(MetaOodError, match="choose --cv loo or kfold"):
+        out_of_fold_probabilities(data, "image")
+
+
+def test_messages_name_the_given_image_ids():
+    metrics = synthetic_metrics(8)
+    del metrics[2]["ndist3"]
+    with pytest.raises(MetaOodError, match=r"metrics of image 17 differ in keys from image 10's"):
+        segment_data(metrics, image_ids=[10, 12, 17])
+    with pytest.raises(MetaOodError, match=r"image 12: gt components map \(4, 4\) and predicted"):
+        uncovered_gt_segments([GT_0, GT_1], [PRED_0, PRED_0], [REMOVED, REMOVED], image_ids=[10, 12])
+
+
 def test_scores_by_hand():
     iou0 = np.array([0, 0, 1, 1, 0])
     probability = np.array([0.1, 0.6, 0.4, 0.9, 0.5])
@@ -222,6 +241,28 @@ def test_uncovered_gt_segments_checks_its_inputs():
         uncovered_gt_segments([GT_0, GT_1], [PRED_0, PRED_0], [REMOVED, REMOVED])
     with pytest.raises(ValueError, match="1 gt and 2 predicted components maps, 2 kept-flag arrays"):
         uncovered_gt_segments([GT_0], [PRED_0, PRED_1], [REMOVED, []])
+
+
+class CountedReads(Sequence):
+    """Maps read from "disk" on access, as fp_removal passes them; counts the reads."""
+
+    def __init__(self, maps):
+        self.maps, self.reads = maps, 0
+
+    def __len__(self):
+        return len(self.maps)
+
+    def __getitem__(self, k):
+        found = self.maps[k]  # past the end: IndexError, the end of iteration, is no read
+        self.reads += 1
+        return found
+
+
+def test_fp_fn_counts_read_every_map_once():
+    components, gt_components = CountedReads([PRED_0, PRED_1]), CountedReads([GT_0, GT_1])
+    counts = fp_fn_counts(IOU0, REMOVED, [0, 0, 0, 0], components, gt_components)
+    assert (counts["fn_before"], counts["fn_after"]) == (3, 4)
+    assert components.reads == gt_components.reads == 2
 
 
 def test_golden_counts_before_removal_match_the_reference_metrics(golden_dir):

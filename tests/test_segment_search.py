@@ -11,7 +11,8 @@ from src import paths
 from src.atomic import read_pickle
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.scores import entropy_mask
-from src.segment_search import output_files, run_segment_search
+from src.errors import MetaOodError
+from src.segment_search import output_files, read_probs, run_segment_search
 from src.settings import default_config
 
 EPOCH, OOD_INDEX, N_IMAGES = 1, 1, 3
@@ -114,3 +115,24 @@ def test_unreadable_probs_file_is_named(cfg):
     with pytest.raises(OSError, match="not a readable HDF5 probs file") as info:
         run_segment_search(cfg, EPOCH, OOD_INDEX)
     assert broken in str(info.value)
+
+
+def test_probs_problems_are_one_line_errors_naming_the_prepare_stage(cfg):
+    with pytest.raises(MetaOodError, match="meta_classification.py -prepare"):
+        run_segment_search(cfg, EPOCH, OOD_INDEX)
+    write_probs_files(cfg)
+    path = paths.probs_file(cfg, EPOCH, 0)
+    with pytest.raises(MetaOodError, match="missing dataset.*logits.*-prepare --store_logits") as info:
+        read_probs(path, ("logits", "gt_train_ids"))
+    assert path in str(info.value)
+    with open(path, "wb") as f:
+        f.write(b"not hdf5")
+    with pytest.raises(MetaOodError, match="meta_classification.py -prepare"):
+        read_probs(path, ("gt_train_ids",))
+
+
+def test_read_probs_returns_the_named_datasets_in_order(cfg):
+    write_probs_files(cfg)
+    path = paths.probs_file(cfg, EPOCH, 1)
+    gt_train, image_path = read_probs(path, ("gt_train_ids", "image_path"))
+    assert gt_train.shape == (24, 32) and image_path == b"images/1.png"

@@ -1,0 +1,85 @@
+"""The evaluation stages' own logic on small files written here: probs reading, names, results."""
+import dataclasses
+
+import h5py
+import numpy as np
+import pytest
+
+from src import evaluation
+from src.atomic import read_json
+from src.errors import MetaOodError
+from src.scores import energy_score, normalized_entropy
+from src.settings import default_config
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return dataclasses.replace(default_config(), io_root=str(tmp_path), VALSET="Fishyscapes")
+
+
+def write_h5(path, **datasets):
+    with h5py.File(path, "w") as f:
+        for name, data in datasets.items():
+            f.create_dataset(name, data=data)
+
+
+def test_logit_scores_read_only_the_logits(cfg, tmp_path):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(19, 6, 8)).astype(np.float32)
+    gt_train = np.zeros((6, 8), np.uint8)
+    path = str(tmp_path / "probs0.hdf5")
+    write_h5(path, logits=logits, gt_train_ids=gt_train)  # no probabilities: they are not read
+    score, gt = evaluation._score_and(dataclasses.replace(cfg, score="energy"), path, "gt_train_ids")
+    np.testing.assert_array_equal(score, energy_score(logits))
+    np.testing.assert_array_equal(gt, gt_train)
+    with pytest.raises(MetaOodError, match="missing dataset.*probabilities") as info:
+        evaluation._score_and(cfg, path)
+    assert path in str(info.value)
+
+
+def test_entropy_reads_the_probabilities_and_a_missing_logit_is_explained(cfg, tmp_path):
+    probs = np.full((19, 4, 4), 1 / 19, np.float32)
+    path = str(tmp_path / "probs0.hdf5")
+    write_h5(path, probabilities=probs, image_path="images/0.png")
+    score, image_path = evaluation._score_and(cfg, path, "image_path")
+    np.testing.assert_array_equal(score, normalized_entropy(probs))
+    assert image_path == b"images/0.png"
+    with pytest.raises(MetaOodError, match="missing dataset.*logits.*--store_logits"):
+        evaluation._score_and(dataclasses.replace(cfg, score="maxlogit"), path)
+
+
+def test_plot_names_keep_runs_of_other_settings_apart(cfg):
+    trained = dataclasses.replace(cfg, val_epoch=4, pareto_alpha=0.9, entropy_threshold=0.7, cv="loo")
+    assert evaluation.summary_plot_file(trained, "roc_pr").endswith(
+        "fs_eval/roc_pr_epoch_4_alpha_0.9_entropy.png")
+    other_run = dataclasses.replace(trained, val_epoch=2, pareto_alpha=0.5)
+    assert evaluation.summary_plot_file(other_run, "roc_pr") != evaluation.summary_plot_file(trained, "roc_pr")
+    assert evaluation.panel_file(trained, 4, 3).endswith("fs_eval/epoch_4_alpha_0.9_t0.7_loo/image_0003_entropy.png")
+    panels = {evaluation.panel_file(dataclasses.replace(trained, **change), 4, 3)
+              for change in ({}, {"entropy_threshold": 0.5}, {"cv": "image"}, {"cv": "kfold"})}
+    assert len(panels) == 4
+
+
+def test_meta_row_of_a_baseline_only_run_shows_the_baseline_pixel_metrics():
+    metrics = {"auroc": 0.9, "fpr95": 0.2, "auprc": 0.5}
+    results = {"pixel": {"baseline": {"paper": metrics, "exact": metrics}},
+               "segment": {"baseline": {"fp": 3, "fn": 1}, "meta": {"fp": 1, "fn": 2}}}
+    meta_row = next(line for line in evaluation.results_table(results).splitlines()
+                    if line.startswith("+ meta classification"))
+    assert meta_row.split()[3:8] == ["90.00", "20.00", "50.00", "1", "2"]
+
+
+def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch):
+    pixel = {"baseline": {p: {"auroc": 0.9, "fpr95": 0.2, "auprc": 0.5} for p in ("paper", "exact")}}
+    monkeypatch.setattr(evaluation, "pixel_evaluation", lambda cfg: pixel)
+    monkeypatch.setattr(evaluation, "segment_evaluation", lambda cfg: {"baseline": {"fp": 3, "fn": 1}})
+    monkeypatch.setattr(evaluation, "miou_evaluation", lambda cfg: {"baseline": {"miou": 0.7}})
+    evaluation.evaluate(cfg, pixel=True, segment=True)
+    monkeypatch.setattr(evaluation, "segment_evaluation", lambda cfg: {"baseline": {"fp": 2, "fn": 0}})
+    results = evaluation.evaluate(dataclasses.replace(cfg, bins=50), pixel=False, segment=True, miou=True)
+    assert results["pixel"] == pixel and results["miou"] == {"baseline": {"miou": 0.7}}
+    assert results["segment"] == {"baseline": {"fp": 2, "fn": 0}} and results["config"]["bins"] == 50
+    assert read_json(evaluation.evaluation_file(cfg)) == results
+    with open(evaluation.table_file(cfg)) as f:
+        baseline_row = next(line for line in f if line.startswith("baseline"))
+    assert baseline_row.split()[1:] == ["90.00", "20.00", "50.00", "2", "0", "-", "70.00"]

@@ -1,0 +1,44 @@
+"""The false-positive removal stage on a small segment search: its saved result."""
+import dataclasses
+import os
+
+import pytest
+
+from src import paths
+from src.atomic import read_json, read_pickle, write_pickle
+from src.errors import MetaOodError
+from src.fp_removal import remove_false_positives, removed_segments
+from src.segment_search import run_segment_search
+from src.settings import default_config
+from tests.test_segment_search import EPOCH, N_IMAGES, OOD_INDEX, write_probs_files
+
+
+@pytest.fixture
+def searched(tmp_path):
+    cfg = dataclasses.replace(default_config(), io_root=str(tmp_path), VALSET="Fishyscapes",
+                              entropy_threshold=0.7, segment_workers=1)
+    write_probs_files(cfg)
+    run_segment_search(cfg, EPOCH, OOD_INDEX)
+    return cfg
+
+
+def test_saved_result_is_reused_only_for_the_same_images(searched):
+    first = remove_false_positives(searched, EPOCH)
+    assert first["image_ids"] == list(range(N_IMAGES))
+    path = paths.meta_classifier_file(searched, EPOCH)
+    mtime = os.stat(path).st_mtime_ns
+    assert remove_false_positives(searched, EPOCH) == first and os.stat(path).st_mtime_ns == mtime
+    os.remove(paths.probs_file(searched, EPOCH, 1))  # the image set changed
+    again = remove_false_positives(searched, EPOCH)
+    assert again["image_ids"] == [0, 2] == read_json(path)["image_ids"]
+    assert set(removed_segments(again)) == {0, 2}
+
+
+def test_inconsistent_metrics_are_named_by_their_probs_id(searched):
+    os.remove(paths.probs_file(searched, EPOCH, 0))
+    path = paths.metrics_file(searched, EPOCH, 2)
+    metrics = read_pickle(path)
+    del metrics["S_in"]
+    write_pickle(path, metrics)
+    with pytest.raises(MetaOodError, match="metrics of image 2 differ in keys from image 1's"):
+        remove_false_positives(searched, EPOCH)

@@ -20,7 +20,7 @@ class COCO(SegmentationDataset):
         targets = find_files(os.path.join(masks_dir, "*.png"))
         images = [require_file(os.path.join(root, f"{split}{year}", os.path.basename(t)[:-4] + ".jpg"),
                                "image file", t) for t in targets]
-        self.root, self.split, self.year = root, split, year
+        self.split = split
         # Sizes are checked when an item is loaded, not here: the prepared training split has
         # tens of thousands of files and the trainer only ever loads a subset of them per epoch.
         super().__init__(images, targets, transform, check_sizes=False)

@@ -5,10 +5,12 @@ instance of a class Cityscapes also has and whose sides are both >= --min_image_
 <coco_root>/annotations/ood_seg_<split><year>/<id:012d>.png, 8-bit, 254 on every annotated
 pixel (crowd regions included), 0 elsewhere. <year> is the last component of <coco_root>, as
 for the data set that reads the masks. Masks already written are skipped, so an
-interrupted run can simply be started again.
+interrupted run can simply be started again; masks of images no longer selected (after a change
+of --min_image_size or of the annotation file) are deleted, as training reads every mask there.
 """
 import argparse
 import contextlib
+import glob
 import io
 import json
 import logging
@@ -120,7 +122,18 @@ def prepare_coco_segmentation(coco_root: str, split: str = "train", min_image_si
             write_png(target, ood_mask(coco, image_id))
             written += 1
     logger.info("%d masks written, %d already there", written, len(image_ids) - written)
+    stale = stale_masks(out_dir, image_ids)
+    for mask in stale:
+        os.remove(mask)
+    if stale:
+        logger.info("%d masks of images no longer selected deleted", len(stale))
     return written
+
+
+def stale_masks(out_dir: str, image_ids: list) -> list:
+    """The masks in `out_dir` (every *.png, as the data set reads them) of images not in `image_ids`."""
+    wanted = {f"{image_id:012d}.png" for image_id in image_ids}
+    return [path for path in glob.glob(os.path.join(out_dir, "*.png")) if os.path.basename(path) not in wanted]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -72,6 +72,17 @@ def test_min_image_size_flag(coco_root):
     assert not small and written_ids(coco_root) == kept
 
 
+def test_masks_of_images_no_longer_selected_are_deleted(coco_root, caplog):
+    prepare_coco_segmentation(str(coco_root), min_image_size=0)
+    kept = expected_ids(coco_root)[0]
+    dropped = expected_ids(coco_root, min_size=0)[0] - kept
+    assert dropped and dropped <= written_ids(coco_root)
+    with caplog.at_level(logging.INFO):
+        assert prepare_coco_segmentation(str(coco_root)) == 0
+    assert written_ids(coco_root) == kept
+    assert f"{len(dropped)} masks of images no longer selected deleted" in caplog.text
+
+
 def test_masks_are_the_union_of_all_annotations(coco_root):
     prepare_coco_segmentation(str(coco_root))
     coco = COCO(str(annotations_path(coco_root)))

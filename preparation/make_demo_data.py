@@ -33,6 +33,8 @@ as the filter needs).
 
 Deterministic: every image has its own generator seeded by (seed, data set, index), so the same
 seed gives byte-identical files and changing one count leaves the other images unchanged.
+<root>/demo_seed.txt records the seed; a root holding another seed's data is refused, as
+overwriting only some of its files (and of the COCO masks prepared from them) would mix the two.
 """
 import argparse
 import json
@@ -51,7 +53,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from src.atomic import atomic_path  # noqa: E402
 from src.dataset.cityscapes import LABEL_TO_TRAIN_ID  # noqa: E402
 from src.dataset.lost_and_found import NON_HAZARD_IDS as LAF_NON_HAZARD_IDS, OBJECT_IDS as LAF_OBJECT_IDS  # noqa: E402
-from src.errors import run_main  # noqa: E402
+from src.errors import MetaOodError, run_main  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ COCO_SMALL_SIDE = (320, 471)
 # the LostAndFound-like obstacles (3..16 px) and of the objects pasted into Fishyscapes (8..19 px).
 COCO_OBJECT_DENSITY = 1.2
 COCO_OBJECT_RADIUS = (3.0, 36.0)
+SEED_FILE = "demo_seed.txt"
 STREAMS = {"cityscapes_train": 1, "cityscapes_val": 2, "coco": 3, "lost_and_found": 4,
            "fishyscapes_Static": 5, "fishyscapes_LostAndFound": 6, "coco_ids": 7}
 
@@ -674,6 +677,23 @@ def make_coco(root, count: int, seed: int, year: str = "2017", split: str = "tra
         json.dump(data, f, separators=(",", ":"))
 
 
+class DemoDataError(MetaOodError, ValueError):
+    """A root that already holds demo data generated with another seed."""
+
+
+def stamp_seed(root, seed: int) -> None:
+    """Records `seed` in <root>/demo_seed.txt, or raises DemoDataError if another seed is recorded."""
+    stamp = Path(root, SEED_FILE)
+    if stamp.exists():
+        found = stamp.read_text().strip()
+        if found != str(seed):
+            raise DemoDataError(f"{root} already holds demo data generated with seed {found}, not {seed}: "
+                                "give another root or delete this one")
+        return
+    with atomic_path(str(stamp)) as tmp:
+        Path(tmp).write_text(f"{seed}\n")
+
+
 def demo_roots(root) -> dict:
     """The root of each data set below `root`, by data set name."""
     root = str(root)
@@ -685,6 +705,7 @@ def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train
                    n_cityscapes_val: int = 16, n_coco: int = 80, n_lostandfound: int = 16,
                    n_fishyscapes: int = 8, seed: int = 0) -> dict:
     """Writes the four data sets under `root`; returns their roots by data set name."""
+    stamp_seed(root, seed)
     roots = demo_roots(root)
     shape = (height, width)
     make_cityscapes(roots["Cityscapes"], {"train": n_cityscapes_train, "val": n_cityscapes_val}, shape, seed)

@@ -24,7 +24,8 @@ import h5py
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(REPO))
 
 from bench.common import MB, expected, figure, median_seconds, print_json  # noqa: E402
 from src import paths  # noqa: E402

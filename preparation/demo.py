@@ -13,7 +13,6 @@ Every step skips finished work, so an interrupted demo continues when started ag
 `--quick` is a tiny version (a few seconds per step) used by the tests.
 """
 import argparse
-import os
 import subprocess
 import sys
 import time

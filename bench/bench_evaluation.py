@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import MB, expected, figure, median_seconds, print_json  # noqa: E402
 from src.pixel_metrics import PAPER_BINS, ScoreHistogram, exact_metrics, paper_metrics, pixel_scores  # noqa: E402
 from src.scores import SCORE_RANGES, score_map  # noqa: E402

@@ -17,14 +17,14 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import MB, figure, print_json  # noqa: E402
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import MB, child_stdout, figure, print_json  # noqa: E402
 from src.loss import entropy_maximization_loss  # noqa: E402
 
 B, C, H, W = 8, 19, 480, 480
@@ -93,7 +93,7 @@ def measure(variant, repeats):
 def run_in_subprocess(variant, repeats, threads):
     cmd = [sys.executable, __file__, "--child", variant, "--repeats", str(repeats),
            "--threads", str(threads)]
-    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    return json.loads(child_stdout(cmd))
 
 
 def interleaved(rounds, repeats, threads):

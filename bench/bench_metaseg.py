@@ -24,9 +24,10 @@ import h5py
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(REPO))
 
-from bench.common import MB, expected, figure, median_seconds, print_json  # noqa: E402
+from bench.common import MB, child_stdout, expected, figure, median_seconds, print_json  # noqa: E402
 from src import paths  # noqa: E402
 from src.metaseg import compute_metrics_components, compute_metrics_mask  # noqa: E402
 from src.scores import entropy_mask  # noqa: E402
@@ -85,9 +86,7 @@ def peak_extra_mb(fn):
 def measured_memory(input_file, name):
     """peak_extra_mb of one call, in a fresh process: "<alloc MB> <peak RSS MB or n/a>"."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(128 * 1024))
-    out = subprocess.run([sys.executable, __file__, "--input", input_file, "--memory-of", name],
-                         env=env, check=True, capture_output=True, text=True)
-    return out.stdout.split()
+    return child_stdout([sys.executable, __file__, "--input", input_file, "--memory-of", name], env=env).split()
 
 
 def write_probs_files(data, cfg, epoch, n_images):

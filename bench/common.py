@@ -6,6 +6,7 @@ its stdout, which bench/run_all.py reads. EXPECTED is the one place for the refe
 """
 import json
 import statistics
+import subprocess
 import time
 from typing import NamedTuple
 
@@ -73,3 +74,13 @@ def figure(name, value, unit):
 def print_json(benchmark, figures, context=""):
     """The machine-readable result: one line, to be the last of stdout."""
     print(json.dumps({"benchmark": benchmark, "context": context, "figures": figures}), flush=True)
+
+
+def child_stdout(command, **kwargs) -> str:
+    """The stdout of `command` run in a subprocess; if it fails, an error that carries the
+    child's stderr, which capturing the output would otherwise hide."""
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, command))} failed with exit status {done.returncode}; "
+                           f"its stderr:\n{done.stderr}")
+    return done.stdout

@@ -2,6 +2,9 @@
 
     python preparation/demo.py [--root demo] [--quick] [--seed 0]
 
+The default root is demo for seed 0 and demo_seed<k> for another seed k, so runs of different
+seeds never share (and mix) their data sets.
+
 Each step prints the command it runs, so this file doubles as a worked example of the user
 workflow: generate the data sets, prepare the COCO proxy, train a small network on the
 Cityscapes-like scenes (the baseline), fine-tune it with entropy maximization, run meta
@@ -10,7 +13,6 @@ Every step skips finished work, so an interrupted demo continues when started ag
 `--quick` is a tiny version (a few seconds per step) used by the tests.
 """
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -18,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(REPO))
 
+from preparation.make_demo_data import demo_roots  # noqa: E402
 from src.evaluation import table_file  # noqa: E402
 from src.settings import parse_run_config  # noqa: E402
 
@@ -59,39 +63,46 @@ def run(*command):
     print(f"  ({time.monotonic() - start:.0f} s)", flush=True)
 
 
+def default_root(seed: int) -> str:
+    return "demo" if seed == 0 else f"demo_seed{seed}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="demo", help="folder for data sets and outputs (default: demo)")
+    parser.add_argument("--root", help="folder for data sets and outputs (default: demo for --seed 0, "
+                                       "demo_seed<k> for --seed k)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default: 0)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    root = Path(args.root).resolve()
+    root = Path(args.root or default_root(args.seed)).resolve()
     data, io = root / "datasets", root / "io"
+    datasets = demo_roots(data)
     start = time.monotonic()
 
     run("preparation/make_demo_data.py", "--root", data, "--seed", args.seed, *plan.data)
-    run("preparation/prepare_coco_segmentation.py", "--coco_root", data / "COCO" / "2017")
+    run("preparation/prepare_coco_segmentation.py", "--coco_root", datasets["COCO"])
 
     common = ["-model", MODEL, "--io_root", io, "--seed", args.seed, "--num_workers", 0]
-    roots = ["--cityscapes_root", data / "cityscapes", "--coco_root", data / "COCO" / "2017"]
+    roots = ["--cityscapes_root", datasets["Cityscapes"], "--coco_root", datasets["COCO"]]
     training = ["ood_training.py", *common, *roots, "-crop", plan.crop, "-batch", 8, "--max_iters", plan.max_iters]
     # The baseline: plain cross-entropy (alpha 0) on the Cityscapes-like scenes alone, from scratch.
     run(*training, "-alpha", 0.0, "--no_init_ckpt", "--ood_subsampling_factor", 0,
         "-nepochs", plan.baseline_epochs, "-lr", plan.baseline_lr)
     baseline = io / f"meta_ood_{MODEL}" / "weights" / f"{MODEL}_epoch_{plan.baseline_epochs}_alpha_0.0.pth"
-    # Entropy maximization on the COCO-like objects, starting from the baseline.
-    common += ["--init_ckpt", baseline, "-alpha", 0.9]
-    run(*training, "--init_ckpt", baseline, "-alpha", 0.9,
+    # Entropy maximization on the COCO-like objects, starting from the baseline; the later steps
+    # name the same run.
+    entropy_run = ["--init_ckpt", baseline, "-alpha", 0.9]
+    run(*training, *entropy_run,
         "--ood_subsampling_factor", plan.ood_subsampling_factor, "-nepochs", plan.ood_epochs, "-lr", plan.ood_lr)
 
     tables = []
     for valset in VALSETS:
-        evaluated = [*common, "-val", valset, "--lostandfound_root", data / "lost_and_found",
-                     "--fishyscapes_root", data / "fishyscapes", "--segment_workers", 1]
+        evaluated = [*common, *entropy_run, "-val", valset, "--lostandfound_root", datasets["LostAndFound"],
+                     "--fishyscapes_root", datasets["Fishyscapes"], "--segment_workers", 1]
         for epoch in (0, plan.ood_epochs):  # baseline, then the entropy-trained network
             run("meta_classification.py", *evaluated, "-epoch", epoch)
-        evaluation = [*evaluated, "--cityscapes_root", data / "cityscapes", "-epoch", plan.ood_epochs,
+        evaluation = [*evaluated, "--cityscapes_root", datasets["Cityscapes"], "-epoch", plan.ood_epochs,
                       "-pixel", "-segment", "-miou"]
         run("evaluation.py", *evaluation)
         tables.append(table_file(parse_run_config("evaluation", [str(a) for a in evaluation])))

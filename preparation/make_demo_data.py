@@ -24,7 +24,7 @@ on a backdrop unlike any street scene, a small network learns to raise its entro
 COCO images (their context) instead of on the objects, and that does not carry over to
 obstacles in street scenes.
 
-Default counts (a 10-minute CPU demo): 80 Cityscapes train and 16 val scenes; 80 COCO images,
+Default counts (a demo of about 3 minutes on a CPU): 80 Cityscapes train and 16 val scenes; 80 COCO images,
 of which those with index % 4 == 1 contain an excluded class (person, car, ...) and those with
 index % 5 == 3 are smaller than 480 px on one side, so 48 survive the preparation filter (24 are
 drawn per epoch at the demo's subsampling factor 0.3); 16 LostAndFound test scenes; 8
@@ -33,6 +33,8 @@ as the filter needs).
 
 Deterministic: every image has its own generator seeded by (seed, data set, index), so the same
 seed gives byte-identical files and changing one count leaves the other images unchanged.
+<root>/demo_seed.txt records the seed; a root holding another seed's data is refused, as
+overwriting only some of its files (and of the COCO masks prepared from them) would mix the two.
 """
 import argparse
 import json
@@ -49,19 +51,17 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.atomic import atomic_path  # noqa: E402
-from src.errors import run_main  # noqa: E402
+from src.dataset.cityscapes import LABEL_TO_TRAIN_ID  # noqa: E402
+from src.dataset.lost_and_found import NON_HAZARD_IDS as LAF_NON_HAZARD_IDS, OBJECT_IDS as LAF_OBJECT_IDS  # noqa: E402
+from src.errors import MetaOodError, run_main  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-# Cityscapes label ids (cityscapesscripts' table) of the classes drawn, and their train ids.
+# Cityscapes label ids (cityscapesscripts' table) of the classes drawn.
 EGO, ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE = 1, 7, 8, 11, 12, 13, 17
 LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = 19, 20, 21, 22, 23, 24, 26
-TRAIN_ID = {ROAD: 0, SIDEWALK: 1, BUILDING: 2, WALL: 3, FENCE: 4, POLE: 5, LIGHT: 6, SIGN: 7,
-            VEGETATION: 8, TERRAIN: 9, SKY: 10, PERSON: 11, CAR: 13}
 CITYSCAPES_CITIES = {"train": ("aachen", "bochum", "bremen"), "val": ("frankfurt", "lindau", "munster")}
 LAF_CITIES = ("02_Hanns_Klemm_Str_44", "04_Maurener_Weg_8", "07_Festplatz_Flugfeld")
-LAF_OBJECT_IDS = (*range(2, 31), 32, 35, 40, 41, 42)
-LAF_NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)
 
 # (colour, per-instance jitter, pixel grain, blotch amplitude, blotch size in px)
 STYLE = {
@@ -100,6 +100,7 @@ COCO_SMALL_SIDE = (320, 471)
 # the LostAndFound-like obstacles (3..16 px) and of the objects pasted into Fishyscapes (8..19 px).
 COCO_OBJECT_DENSITY = 1.2
 COCO_OBJECT_RADIUS = (3.0, 36.0)
+SEED_FILE = "demo_seed.txt"
 STREAMS = {"cityscapes_train": 1, "cityscapes_val": 2, "coco": 3, "lost_and_found": 4,
            "fishyscapes_Static": 5, "fishyscapes_LostAndFound": 6, "coco_ids": 7}
 
@@ -490,15 +491,7 @@ def write_image(path, array) -> None:
                                     **({"quality": 95} if jpeg else {"compress_level": 1}))
 
 
-def cityscapes_lut() -> np.ndarray:
-    lut = np.full(256, 255, dtype=np.uint8)
-    for label_id, train_id in TRAIN_ID.items():
-        lut[label_id] = train_id
-    return lut
-
-
 def make_cityscapes(root, counts: dict, shape, seed: int) -> None:
-    lut = cityscapes_lut()
     for split, count in counts.items():
         cities = CITYSCAPES_CITIES[split]
         for i in range(count):
@@ -508,7 +501,7 @@ def make_cityscapes(root, counts: dict, shape, seed: int) -> None:
             write_image(Path(root, "leftImg8bit", split, city, f"{name}_leftImg8bit.png"), to_uint8(image))
             labels = Path(root, "gtFine", split, city)
             write_image(labels / f"{name}_gtFine_labelIds.png", ids)
-            write_image(labels / f"{name}_gtFine_labelTrainIds.png", lut[ids])
+            write_image(labels / f"{name}_gtFine_labelTrainIds.png", LABEL_TO_TRAIN_ID[ids])
 
 
 def obstacle_places(rng, road, ground_rows, count) -> list:
@@ -684,6 +677,23 @@ def make_coco(root, count: int, seed: int, year: str = "2017", split: str = "tra
         json.dump(data, f, separators=(",", ":"))
 
 
+class DemoDataError(MetaOodError, ValueError):
+    """A root that already holds demo data generated with another seed."""
+
+
+def stamp_seed(root, seed: int) -> None:
+    """Records `seed` in <root>/demo_seed.txt, or raises DemoDataError if another seed is recorded."""
+    stamp = Path(root, SEED_FILE)
+    if stamp.exists():
+        found = stamp.read_text().strip()
+        if found != str(seed):
+            raise DemoDataError(f"{root} already holds demo data generated with seed {found}, not {seed}: "
+                                "give another root or delete this one")
+        return
+    with atomic_path(str(stamp)) as tmp:
+        Path(tmp).write_text(f"{seed}\n")
+
+
 def demo_roots(root) -> dict:
     """The root of each data set below `root`, by data set name."""
     root = str(root)
@@ -695,6 +705,7 @@ def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train
                    n_cityscapes_val: int = 16, n_coco: int = 80, n_lostandfound: int = 16,
                    n_fishyscapes: int = 8, seed: int = 0) -> dict:
     """Writes the four data sets under `root`; returns their roots by data set name."""
+    stamp_seed(root, seed)
     roots = demo_roots(root)
     shape = (height, width)
     make_cityscapes(roots["Cityscapes"], {"train": n_cityscapes_train, "val": n_cityscapes_val}, shape, seed)
@@ -706,7 +717,7 @@ def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="demo/data", help="output folder (default: %(default)s)")
+    parser.add_argument("--root", default="demo/datasets", help="output folder (default: %(default)s)")
     parser.add_argument("--height", type=int, default=128, help="scene height in pixels (default: %(default)s)")
     parser.add_argument("--width", type=int, default=256, help="scene width in pixels (default: %(default)s)")
     parser.add_argument("--n_cityscapes_train", type=int, default=80, help="(default: %(default)s)")

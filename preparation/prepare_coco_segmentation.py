@@ -3,11 +3,14 @@
 For every image of <coco_root>/annotations/instances_<split><year>.json that contains no
 instance of a class Cityscapes also has and whose sides are both >= --min_image_size:
 <coco_root>/annotations/ood_seg_<split><year>/<id:012d>.png, 8-bit, 254 on every annotated
-pixel (crowd regions included), 0 elsewhere. Masks already written are skipped, so an
-interrupted run can simply be started again.
+pixel (crowd regions included), 0 elsewhere. <year> is the last component of <coco_root>, as
+for the data set that reads the masks. Masks already written are skipped, so an
+interrupted run can simply be started again; masks of images no longer selected (after a change
+of --min_image_size or of the annotation file) are deleted, as training reads every mask there.
 """
 import argparse
 import contextlib
+import glob
 import io
 import json
 import logging
@@ -25,13 +28,12 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import config  # noqa: E402
 from src.atomic import atomic_path  # noqa: E402
+from src.dataset.coco import COCO as CocoDataset, annotation_file, masks_dir  # noqa: E402
 from src.errors import MetaOodError, run_main  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 EXCLUDED_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign")
-TRAIN_ID_OUT = 254
-TRAIN_ID_IN = 0
 REQUIRED_KEYS = {
     "images": ("id", "height", "width"),
     "annotations": ("id", "image_id", "category_id", "segmentation"),
@@ -43,21 +45,14 @@ class CocoAnnotationError(MetaOodError, ValueError):
     """An annotation file that is missing or not in the COCO instances format."""
 
 
-def annotation_file(coco_root: str, split: str, year: str) -> str:
-    return os.path.join(coco_root, "annotations", f"instances_{split}{year}.json")
-
-
-def masks_dir(coco_root: str, split: str, year: str) -> str:
-    return os.path.join(coco_root, "annotations", f"ood_seg_{split}{year}")
-
-
 def read_annotations(path: str) -> dict:
     """The parsed annotation file, checked for what the mask writing needs."""
     try:
         with open(path) as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise CocoAnnotationError(f"COCO annotation file not found: {path}") from None
+        raise CocoAnnotationError(f"COCO annotation file not found: {path} "
+                                  "(the COCO root must end in the year, e.g. .../COCO/2017)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CocoAnnotationError(f"COCO annotation file {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict):
@@ -98,12 +93,12 @@ def selected_image_ids(coco, min_image_size: int) -> list:
 
 
 def ood_mask(coco, image_id: int) -> np.ndarray:
-    """uint8 (H,W): TRAIN_ID_OUT on the union of every annotation of the image, TRAIN_ID_IN elsewhere."""
+    """uint8 (H,W): train_id_out on the union of every annotation of the image, train_id_in elsewhere."""
     info = coco.imgs[image_id]
     covered = np.zeros((info["height"], info["width"]), dtype=bool)
     for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None)):
         covered |= coco.annToMask(ann).astype(bool)
-    return np.where(covered, TRAIN_ID_OUT, TRAIN_ID_IN).astype(np.uint8)
+    return np.where(covered, CocoDataset.train_id_out, CocoDataset.train_id_in).astype(np.uint8)
 
 
 def write_png(path: str, array: np.ndarray) -> None:
@@ -111,14 +106,13 @@ def write_png(path: str, array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
-def prepare_coco_segmentation(coco_root: str, split: str = "train", year=None, min_image_size: int = 480) -> int:
+def prepare_coco_segmentation(coco_root: str, split: str = "train", min_image_size: int = 480) -> int:
     """Writes the missing masks of the selected images; returns how many it wrote."""
     coco_root = os.path.normpath(coco_root)
-    year = year or os.path.basename(coco_root)
-    path = annotation_file(coco_root, split, year)
+    path = annotation_file(coco_root, split)
     coco = coco_index(read_annotations(path))
     image_ids = selected_image_ids(coco, min_image_size)
-    out_dir = masks_dir(coco_root, split, year)
+    out_dir = masks_dir(coco_root, split)
     logger.info("%d of %d images of %s kept (no excluded class, sides >= %d); masks in %s",
                 len(image_ids), len(coco.imgs), path, min_image_size, out_dir)
     written = 0
@@ -128,7 +122,18 @@ def prepare_coco_segmentation(coco_root: str, split: str = "train", year=None, m
             write_png(target, ood_mask(coco, image_id))
             written += 1
     logger.info("%d masks written, %d already there", written, len(image_ids) - written)
+    stale = stale_masks(out_dir, image_ids)
+    for mask in stale:
+        os.remove(mask)
+    if stale:
+        logger.info("%d masks of images no longer selected deleted", len(stale))
     return written
+
+
+def stale_masks(out_dir: str, image_ids: list) -> list:
+    """The masks in `out_dir` (every *.png, as the data set reads them) of images not in `image_ids`."""
+    wanted = {f"{image_id:012d}.png" for image_id in image_ids}
+    return [path for path in glob.glob(os.path.join(out_dir, "*.png")) if os.path.basename(path) not in wanted]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -136,7 +141,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--coco_root", default=config.COCO_ROOT,
                         help="COCO root ending in the year (default: config.COCO_ROOT = %(default)s)")
     parser.add_argument("--split", default="train", help="annotation split (default: %(default)s)")
-    parser.add_argument("--year", default=None, help="default: the last path component of --coco_root")
     parser.add_argument("--min_image_size", type=int, default=480,
                         help="smallest height and width kept, in pixels (default: %(default)s)")
     return parser.parse_args(argv)
@@ -144,7 +148,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None):
     args = parse_args(argv)
-    prepare_coco_segmentation(args.coco_root, args.split, args.year, args.min_image_size)
+    prepare_coco_segmentation(args.coco_root, args.split, args.min_image_size)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from bench import run_all
-from bench.common import EXPECTED, Expected, figure, print_json
+from bench.common import EXPECTED, Expected, child_stdout, figure, print_json
 
 
 def fake_result(benchmark, *figures):
@@ -143,3 +143,10 @@ def test_bench_evaluation_json_has_every_expected_figure():
     assert {name for bench, name in EXPECTED if bench == "evaluation"} <= set(names)
     assert len(names) == len(set(names))
     assert json.loads(done.stdout.splitlines()[-1]) == result
+
+
+def test_child_stdout_shows_the_child_stderr_when_it_fails():
+    assert child_stdout([sys.executable, "-c", "print('figures')"]) == "figures\n"
+    crash = "import sys; sys.stderr.write('Traceback: MemoryError in the child'); sys.exit(3)"
+    with pytest.raises(RuntimeError, match="exit status 3(.|\n)*MemoryError in the child"):
+        child_stdout([sys.executable, "-c", crash])

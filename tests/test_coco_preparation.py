@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 
 from preparation.make_demo_data import make_coco
 from preparation.prepare_coco_segmentation import CocoAnnotationError, main, prepare_coco_segmentation
+from src.dataset import COCO as CocoDataset
 from src.errors import run_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,17 @@ def test_min_image_size_flag(coco_root):
     assert not small and written_ids(coco_root) == kept
 
 
+def test_masks_of_images_no_longer_selected_are_deleted(coco_root, caplog):
+    prepare_coco_segmentation(str(coco_root), min_image_size=0)
+    kept = expected_ids(coco_root)[0]
+    dropped = expected_ids(coco_root, min_size=0)[0] - kept
+    assert dropped and dropped <= written_ids(coco_root)
+    with caplog.at_level(logging.INFO):
+        assert prepare_coco_segmentation(str(coco_root)) == 0
+    assert written_ids(coco_root) == kept
+    assert f"{len(dropped)} masks of images no longer selected deleted" in caplog.text
+
+
 def test_masks_are_the_union_of_all_annotations(coco_root):
     prepare_coco_segmentation(str(coco_root))
     coco = COCO(str(annotations_path(coco_root)))
@@ -101,13 +113,19 @@ def test_second_run_writes_nothing(coco_root):
     assert not [p for p in masks_folder(coco_root).iterdir() if p.name.startswith(".tmp")]
 
 
-def test_year_flag(coco_root, tmp_path):
-    """The year defaults to the root's last component; --year names it for another root."""
+def test_year_comes_from_the_root(coco_root, tmp_path):
+    """As for the data set that reads the masks: the root's last component is the year."""
     other = tmp_path / "coco_any_name"
     shutil.copytree(coco_root, other)
-    with pytest.raises(CocoAnnotationError, match="instances_traincoco_any_name.json"):
+    with pytest.raises(CocoAnnotationError, match="instances_traincoco_any_name.json.*must end in the year"):
         prepare_coco_segmentation(str(other))
-    assert prepare_coco_segmentation(str(other), year="2017") > 0
+    root_2014 = tmp_path / "COCO" / "2014"
+    shutil.copytree(coco_root, root_2014)
+    (root_2014 / "train2017").rename(root_2014 / "train2014")
+    annotations_path(root_2014).rename(root_2014 / "annotations" / "instances_train2014.json")
+    assert prepare_coco_segmentation(str(root_2014)) == len(expected_ids(coco_root)[0])
+    assert CocoDataset(str(root_2014)).image_paths == sorted(
+        str(root_2014 / "train2014" / f"{i:012d}.jpg") for i in expected_ids(coco_root)[0])
 
 
 def drop(section):
@@ -168,5 +186,6 @@ def test_script_runs_and_documents_its_flags(coco_root):
     assert run.returncode == 0 and written_ids(coco_root) == expected_ids(coco_root)[0]
     usage = subprocess.run([sys.executable, str(SCRIPT), "-h"], capture_output=True, text=True, cwd=REPO)
     assert usage.returncode == 0
-    for flag in ("--coco_root", "--split", "--year", "--min_image_size"):
+    for flag in ("--coco_root", "--split", "--min_image_size"):
         assert flag in usage.stdout
+    assert "--year" not in usage.stdout

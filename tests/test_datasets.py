@@ -182,6 +182,15 @@ def test_mix_needs_enough_coco(demo_data):
         mix(demo_data, 1.0)
 
 
+def test_mix_without_coco_needs_no_prepared_coco(demo_data, tmp_path):
+    """The Cityscapes-only baseline (subsampling factor 0) runs before COCO is prepared."""
+    ds = CityscapesCOCO(demo_data["Cityscapes"], str(tmp_path / "COCO" / "2017"), 0)
+    ds.set_epoch(1)
+    assert ds.images == Cityscapes(demo_data["Cityscapes"]).images and len(ds) == TINY["n_cityscapes_train"]
+    with pytest.raises(DatasetError, match="COCO root"):
+        CityscapesCOCO(demo_data["Cityscapes"], str(tmp_path / "COCO" / "2017"), 0.1)
+
+
 def test_build_dataset_from_config(demo_data):
     cfg = dataclasses.replace(default_config(), cityscapes_root=demo_data["Cityscapes"], coco_root=demo_data["COCO"],
                               lostandfound_root=demo_data["LostAndFound"],

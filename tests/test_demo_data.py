@@ -1,7 +1,9 @@
 """The synthetic demo data: determinism, the real layouts, consistent labels, genuine COCO
 annotations, and OoD objects that are present in every test image and unlike the training scenes."""
 import json
+import logging
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torchvision.datasets import Cityscapes as TorchvisionCityscapes
 
-from preparation.make_demo_data import make_demo_data, uncompressed_rle
+from preparation.demo import default_root
+from preparation.make_demo_data import DemoDataError, main, make_demo_data, uncompressed_rle
+from src.errors import run_main
 from tests.fixtures_data import TINY
 
 LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42]
@@ -38,6 +42,24 @@ def test_other_seed_gives_other_images(demo_raw, tmp_path):
         other["COCO/2017/annotations/instances_train2017.json"].read_bytes()
 
 
+def test_a_root_with_data_of_another_seed_is_refused(demo_raw, tmp_path, caplog):
+    """Writing seed 1 over seed 0 would leave a mix of both (and of COCO masks prepared from both)."""
+    root = tmp_path / "data"
+    shutil.copytree(demo_raw, root)
+    message = f"{root} already holds demo data generated with seed 0, not 1"
+    with pytest.raises(DemoDataError, match=re.escape(message)):
+        make_demo_data(root, **{**TINY, "seed": 1})
+    contents = {name: path.read_bytes() for name, path in files(demo_raw).items()}
+    assert {name: path.read_bytes() for name, path in files(root).items()} == contents  # nothing written
+    with caplog.at_level(logging.ERROR):
+        assert run_main(main, ["--root", str(root), "--seed", "1"]) == 1
+    assert message in caplog.text
+
+
+def test_demo_runs_of_other_seeds_default_to_their_own_root():
+    assert [default_root(seed) for seed in (0, 1, 2)] == ["demo", "demo_seed1", "demo_seed2"]
+
+
 def test_layouts(demo_raw):
     names = list(files(demo_raw))
     city = r"[a-z]+_\d{6}_\d{6}"
@@ -51,6 +73,7 @@ def test_layouts(demo_raw):
         rf"lost_and_found/leftImg8bit/test/[^/]+/{laf}_leftImg8bit\.png": 4,
         rf"lost_and_found/gtCoarse/test/[^/]+/{laf}_gtCoarse_labelIds\.png": 4,
         r"fishyscapes/(Static|LostAndFound)/\d{4}\.(png|jpg)": 12,
+        r"demo_seed\.txt": 1,
     }
     for pattern, count in patterns.items():
         assert sum(bool(re.fullmatch(pattern, n)) for n in names) == count, pattern

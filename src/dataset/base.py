@@ -149,7 +149,7 @@ class CityLayoutDataset(SegmentationDataset):
                                    f"(or {os.path.basename(train_ids)})")
             targets.append(train_ids if os.path.isfile(train_ids) else label_ids)
             self.label_id_files.append(label_ids if os.path.isfile(label_ids) else None)
-        self.root, self.split = root, split
+        self.split = split
         super().__init__(images, targets, transform)
 
     def train_ids(self, i: int) -> np.ndarray:

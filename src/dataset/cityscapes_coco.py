@@ -26,9 +26,10 @@ class CityscapesCOCO(Dataset):
     def __init__(self, cs_root: str, coco_root: str, subsampling_factor: float = 0.1, transform=None,
                  seed: int = 0, coco_background_void: bool = False):
         self.cityscapes = Cityscapes(cs_root, "train")
-        self.coco = COCO(coco_root, "train")
         self.num_coco = int(subsampling_factor * len(self.cityscapes))
-        if self.num_coco > len(self.coco):
+        # Only read when drawn from: the Cityscapes-only baseline (factor 0) needs no prepared COCO.
+        self.coco = COCO(coco_root, "train") if self.num_coco > 0 else None
+        if self.num_coco > self.num_prepared_coco():
             raise DatasetError(f"{self.num_coco} COCO images wanted per epoch (subsampling factor "
                                f"{subsampling_factor} x {len(self.cityscapes)} Cityscapes images), "
                                f"but {coco_root} has only {len(self.coco)} prepared ones")
@@ -41,7 +42,10 @@ class CityscapesCOCO(Dataset):
         """Draws the epoch's COCO subset from (seed, epoch) alone. Call it before iterating:
         DataLoader workers copy the data set when an epoch's iterator is created."""
         rng = np.random.default_rng([self.seed, epoch])
-        self.coco_indices = sorted(rng.choice(len(self.coco), self.num_coco, replace=False).tolist())
+        self.coco_indices = sorted(rng.choice(self.num_prepared_coco(), self.num_coco, replace=False).tolist())
+
+    def num_prepared_coco(self) -> int:
+        return len(self.coco) if self.coco is not None else 0
 
     @property
     def images(self) -> list:

@@ -17,7 +17,7 @@ class Fishyscapes(SegmentationDataset):
         require_dir(os.path.join(root, split), f"Fishyscapes split folder '{split}'", pattern)
         targets = find_files(os.path.join(root, split, "*.png"))
         images = [require_file(t[:-4] + ".jpg", "image file", t) for t in targets]
-        self.root, self.split = root, split
+        self.split = split
         super().__init__(images, targets, transform)
 
     @classmethod

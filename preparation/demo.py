@@ -48,8 +48,9 @@ class Plan:
 # epochs and falls again as the network starts to memorize them.
 FULL = Plan(data=(), baseline_epochs=60, baseline_lr=1e-3, ood_epochs=6, ood_lr=1e-4,
             ood_subsampling_factor=0.3, crop=128, max_iters=0)
+# 12 LostAndFound-like images: enough that a test can interrupt the segment search after the first.
 QUICK = Plan(data=("--height", "64", "--width", "128", "--n_cityscapes_train", "8", "--n_cityscapes_val", "2",
-                   "--n_coco", "12", "--n_lostandfound", "3", "--n_fishyscapes", "3"),
+                   "--n_coco", "12", "--n_lostandfound", "12", "--n_fishyscapes", "3"),
              baseline_epochs=2, baseline_lr=1e-3, ood_epochs=1, ood_lr=1e-4,
              ood_subsampling_factor=0.5, crop=64, max_iters=2)
 

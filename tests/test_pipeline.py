@@ -89,7 +89,7 @@ def _interrupt_when(root, path_pattern):
     deadline = time.monotonic() + 600
     while not list(root.glob(path_pattern)):
         assert process.poll() is None and time.monotonic() < deadline, f"the demo never wrote {path_pattern}"
-        time.sleep(0.01)
+        time.sleep(0.002)
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=120) != 0
 

@@ -82,14 +82,20 @@ def test_every_stage_writes_outputs_that_parse(demo_run):
         assert 0 <= json.loads((io / "miou" / f"cityscapes_val_{run}.json").read_text())["miou"] <= 1
 
 
-def _interrupt_when(root, path_pattern):
-    """Starts the demo and stops it (Ctrl-C) as soon as a file matches `path_pattern`."""
+def _interrupt_when(root, path, armed_by=None):
+    """Starts the demo and stops it (Ctrl-C) as soon as `path` (relative to root) exists.
+
+    The segment search of an image takes milliseconds: once `armed_by` exists, the test stops
+    sleeping between its checks so that the interruption lands between two images."""
+    # A job started in the background by a shell inherits an ignored SIGINT; Ctrl-C must reach the demo.
     process = subprocess.Popen([*DEMO, "--root", str(root)], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+                               stderr=subprocess.DEVNULL, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600
-    while not list(root.glob(path_pattern)):
-        assert process.poll() is None and time.monotonic() < deadline, f"the demo never wrote {path_pattern}"
-        time.sleep(0.002)
+    while not (root / path).exists():
+        assert process.poll() is None and time.monotonic() < deadline, f"the demo never wrote {path}"
+        if armed_by is None or not (root / armed_by).exists():
+            time.sleep(0.01)
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=120) != 0
 
@@ -98,8 +104,10 @@ def test_an_interrupted_demo_finishes_with_the_same_table(demo_run, tmp_path):
     _, stdout = demo_run
     _interrupt_when(tmp_path, f"io/meta_ood_{MODEL}/weights/{MODEL}_epoch_1_alpha_0.0.pth")
     assert not list(tmp_path.glob(f"io/meta_ood_{MODEL}/weights/*alpha_0.9.pth"))
-    _interrupt_when(tmp_path, f"io/meta_ood_{MODEL}/laf_eval/metaseg_io/metrics/baseline_t0.7/0000.p")
-    assert not list(tmp_path.glob(f"io/meta_ood_{MODEL}/laf_eval/metaseg_io/meta_classifier/*"))
+    laf = f"io/meta_ood_{MODEL}/laf_eval"
+    _interrupt_when(tmp_path, f"{laf}/metaseg_io/metrics/baseline_t0.7/0000.p",
+                    armed_by=f"{laf}/probs/baseline/probs11.hdf5")
+    assert not list(tmp_path.glob(f"{laf}/metaseg_io/meta_classifier/*"))
     done = _demo(tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _tables(done.stdout) == _tables(stdout).replace(str(demo_run[0]), str(tmp_path))

@@ -1,4 +1,4 @@
-"""Time and peak memory of the entropy-maximization loss + backward (METHOD.md §2) on the CPU.
+"""Time and peak memory of the entropy-maximization loss + backward (docs/METHOD.md §2) on the CPU.
 
 Variants, on seeded logits 8x19x480x480 float32 and Cityscapes-like targets (void, 254 blocks):
   ours       src.loss.entropy_maximization_loss (fused autograd Function)

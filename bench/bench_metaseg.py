@@ -3,8 +3,7 @@
     python bench/bench_metaseg.py [--input big.npz] [--repeats 5] [--images 4] [--workers 2] [--json]
 
 Without --input it generates the 1024x2048 input on which the reference was timed
-(shared/bench/gen_big.py 1024 2048 7; shared = $METAOOD_SHARED or ../shared beside the
-repository). Memory is measured in a fresh process per call, twice: numpy's allocations
+(bench/reference/gen_big.py 1024 2048 7). Memory is measured in a fresh process per call, twice: numpy's allocations
 (tracemalloc; every buffer of the extension is a numpy array; an upper bound, as zero
 pages never touched are counted) and the peak resident memory above the resident memory
 before the call (Linux VmHWM, reset through /proc/self/clear_refs; glibc's mmap threshold
@@ -38,11 +37,8 @@ from src.settings import default_config  # noqa: E402
 def big_input_file(args, folder):
     if args.input:
         return args.input
-    shared = Path(os.environ.get("METAOOD_SHARED", REPO.parent / "shared"))
-    if not (shared / "bench" / "gen_big.py").is_file():
-        sys.exit(f"bench_metaseg: {shared}/bench/gen_big.py not found; set METAOOD_SHARED or pass --input")
     out = Path(folder) / "big.npz"
-    subprocess.run([sys.executable, "gen_big.py", "1024", "2048", "7", str(out)], cwd=shared / "bench",
+    subprocess.run([sys.executable, "gen_big.py", "1024", "2048", "7", str(out)], cwd=REPO / "bench" / "reference",
                    check=True, stdout=subprocess.DEVNULL)
     return str(out)
 

@@ -2,7 +2,7 @@
 
 A figure is {"name", "value", "unit"}; `print_json` writes a script's figures as the last line of
 its stdout, which bench/run_all.py reads. EXPECTED is the one place for the reference figures
-(the reference implementation, shared/bench/README.md) and the targets the issues set.
+(the reference implementation, bench/reference/README.md) and the targets the issues set.
 """
 import json
 import statistics

@@ -1,4 +1,4 @@
-"""Writes the COCO OoD-proxy masks (METHOD.md §1).
+"""Writes the COCO OoD-proxy masks (docs/METHOD.md §1).
 
 For every image of <coco_root>/annotations/instances_<split><year>.json that contains no
 instance of a class Cityscapes also has and whose sides are both >= --min_image_size:

@@ -1,4 +1,4 @@
-"""Evaluation (METHOD.md §6), the stages behind evaluation.py.
+"""Evaluation (docs/METHOD.md §6), the stages behind evaluation.py.
 
 For the baseline (epoch 0) and the OoD-trained network (cfg.val_epoch) on cfg.VALSET:
   pixel     histograms of the OoD score over in-distribution and OoD pixels -> AUROC, FPR95, AUPRC

@@ -1,4 +1,4 @@
-"""False-positive removal stage of meta classification (METHOD.md §5), on the segment search's files.
+"""False-positive removal stage of meta classification (docs/METHOD.md §5), on the segment search's files.
 
 Reads every image's metrics and components pickles, runs the cross-validated meta classifier
 and saves its scores, FP/FN counts and per-segment decisions as one JSON file

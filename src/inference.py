@@ -1,4 +1,4 @@
-"""Softmax outputs of a network on an evaluation set, one HDF5 file per image (METHOD.md §3).
+"""Softmax outputs of a network on an evaluation set, one HDF5 file per image (docs/METHOD.md §3).
 
 `probs<i>.hdf5` holds `probabilities` float32 (C,H,W), `gt_train_ids` uint8 (H,W),
 `gt_label_ids` uint8 (H,W), `image_path` (string) and, on request, `logits` float32 (C,H,W).

@@ -1,4 +1,4 @@
-"""The entropy-maximization training loss of Meta-OoD (METHOD.md §2), without a dense target.
+"""The entropy-maximization training loss of Meta-OoD (docs/METHOD.md §2), without a dense target.
 
 The reference built the per-pixel target vector y (in-distribution class k: (1 - alpha) e_k,
 OoD pixel: alpha / C on every class, void: 0) as a dense float64 (B, C, H, W) tensor and took

@@ -1,4 +1,4 @@
-"""Meta classification of predicted OoD segments and false-positive removal (METHOD.md §5).
+"""Meta classification of predicted OoD segments and false-positive removal (docs/METHOD.md §5).
 
 Pure functions on what the segment search computed for every image: the metrics of its predicted
 segments (dict key -> per-segment array, as `compute_metrics_components` returns them) and the

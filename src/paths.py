@@ -1,4 +1,4 @@
-"""Where every output of a run lives (METHOD.md §3, §5): one function per folder or file."""
+"""Where every output of a run lives (docs/METHOD.md §3, §5): one function per folder or file."""
 import os
 
 from src.settings import RunConfig

@@ -1,4 +1,4 @@
-"""Pixel-level OoD metrics (AUROC, FPR95, AUPRC) from score histograms (METHOD.md §6).
+"""Pixel-level OoD metrics (AUROC, FPR95, AUPRC) from score histograms (docs/METHOD.md §6).
 
 Accumulation: `ScoreHistogram.update` adds one image, the histogram of the OoD score over its
 in-distribution pixels (gt == train_id_in) and over its OoD pixels (gt == train_id_out); void

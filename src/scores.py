@@ -7,7 +7,7 @@
 | `maxlogit` | logits  | -max_c z_c                              | unbounded        |
 | `energy`   | logits  | -log sum_c exp(z_c)                     | unbounded        |
 
-`entropy` is the paper's score (METHOD.md §6), with 0 log 0 = 0. It is taken of p as stored
+`entropy` is the paper's score (docs/METHOD.md §6), with 0 log 0 = 0. It is taken of p as stored
 (softmax output, sums to 1 up to float32 rounding); scipy.stats.entropy would renormalise p
 first, which changes the result by ~1e-7. `SCORE_RANGES` gives the histogram range each
 score needs (src/pixel_metrics.py): a fixed [0, 1] for the bounded ones, None (a grid that

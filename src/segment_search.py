@@ -1,4 +1,4 @@
-"""Segment search of meta classification (METHOD.md §5): MetaSeg metrics of every image.
+"""Segment search of meta classification (docs/METHOD.md §5): MetaSeg metrics of every image.
 
 For each probs file of an evaluation run it writes, atomically, the metrics and the
 components map of the predicted OoD segments and of the ground-truth OoD segments

@@ -1,4 +1,4 @@
-"""Entropy-maximization training (METHOD.md §2): the loop behind ood_training.py.
+"""Entropy-maximization training (docs/METHOD.md §2): the loop behind ood_training.py.
 
 One code path for one process and for `torchrun --nproc_per_node=N` (DistributedDataParallel):
 the data are always split by a DistributedSampler (1 replica when not distributed).

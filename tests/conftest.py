@@ -1,5 +1,5 @@
-"""Shared test fixtures: the repository on sys.path, the shared golden data, generated data sets."""
-import os
+"""Test fixtures: the repository on sys.path, the reference's golden data (tests/golden), the
+checkpoint layouts (tests/checkpoint_layouts), generated data sets."""
 import sys
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SHARED = Path(os.environ.get("METAOOD_SHARED", REPO.parent / "shared"))
+TESTS = REPO / "tests"
 
 
 def pytest_configure(config):
@@ -17,15 +17,13 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def shared_dir():
-    if not SHARED.is_dir():
-        pytest.fail(f"shared data folder not found at {SHARED} (set METAOOD_SHARED)")
-    return SHARED
+def golden_dir():
+    return TESTS / "golden"
 
 
 @pytest.fixture(scope="session")
-def golden_dir(shared_dir):
-    return shared_dir / "golden"
+def layouts_dir():
+    return TESTS / "checkpoint_layouts"
 
 
 from tests.fixtures_data import demo_data, demo_raw  # noqa: E402,F401  session-wide generated data sets

@@ -14,6 +14,6 @@ def two_threads():
     torch.set_num_threads(previous)
 
 
-def read_manifest(shared_dir, name):
-    """checkpoint_layouts/<name>.json: the tensors of the published checkpoint of network `name`."""
-    return json.loads((shared_dir / "checkpoint_layouts" / f"{name}.json").read_text())
+def read_manifest(layouts_dir, name):
+    """tests/checkpoint_layouts/<name>.json: the tensors of the published checkpoint of network `name`."""
+    return json.loads((layouts_dir / f"{name}.json").read_text())

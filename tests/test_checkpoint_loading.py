@@ -196,11 +196,11 @@ def test_saved_state_dict_of_a_wrapped_model_round_trips(source, tmp_path):
     assert_same_weights(load_network(SMALL, 19, path, device="cpu"), source.state_dict())
 
 
-def test_nvidia_checkpoint_of_the_paper_network(shared_dir, tmp_path):
+def test_nvidia_checkpoint_of_the_paper_network(layouts_dir, tmp_path):
     """NVIDIA's layout for DeepLabV3+_WideResNet38: our saved keys are the manifest's, and the file
     with the loss key loads strictly."""
     name = "DeepLabV3+_WideResNet38"
-    manifest = read_manifest(shared_dir, name)
+    manifest = read_manifest(layouts_dir, name)
     torch.manual_seed(1)
     model = load_network(name, 19, None, device="cpu")
     weights = checkpoint_state_dict(model, name)

@@ -50,7 +50,7 @@ def written_ids(root) -> set:
 
 
 def expected_ids(root, min_size=480) -> tuple:
-    """Kept image ids by the rule of METHOD.md §1, and the ids dropped for each reason."""
+    """Kept image ids by the rule of docs/METHOD.md §1, and the ids dropped for each reason."""
     data = json.loads(annotations_path(root).read_text())
     names = {c["id"]: c["name"] for c in data["categories"]}
     with_excluded = {a["image_id"] for a in data["annotations"] if names[a["category_id"]] in EXCLUDED}

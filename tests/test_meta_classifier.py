@@ -14,7 +14,7 @@ from src.meta_classifier import (MetaClassifierResult, classifier_scores, cross_
 
 C = 19
 HEAT_KEYS = ["", "_in", "_bd", "_rel", "_rel_in", "_var", "_var_in", "_var_bd", "_var_rel", "_var_rel_in"]
-# The metric keys of compute_metrics_components for C = 19, as METHOD.md §4a lists them.
+# The metric keys of compute_metrics_components for C = 19, as docs/METHOD.md §4a lists them.
 SPEC_KEYS = ({"iou", "iou0", "prc", "S", "S_in", "S_bd", "S_rel", "S_rel_in", "mean_x", "mean_y"}
              | {h + suffix for h in "EDV" for suffix in HEAT_KEYS}
              | {f"{name}{c}" for name in ("cprob", "ndist") for c in range(C)})

@@ -1,4 +1,4 @@
-"""MetaSeg metrics and entropy mask against the reference's golden outputs (shared/golden README §1)."""
+"""MetaSeg metrics and entropy mask against the reference's golden outputs (tests/golden/README.md §1)."""
 import json
 
 import numpy as np
@@ -16,9 +16,9 @@ def golden_cases(golden_dir):
 
 
 def pytest_generate_tests(metafunc):
-    if "case" in metafunc.fixturenames:  # without shared data, test_there_are_nine_cases fails and says why
-        from conftest import SHARED
-        metafunc.parametrize("case", golden_cases(SHARED / "golden"))
+    if "case" in metafunc.fixturenames:  # without the golden data, test_there_are_nine_cases fails and says why
+        from conftest import TESTS
+        metafunc.parametrize("case", golden_cases(TESTS / "golden"))
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """MetaSeg metrics on seeded random inputs: invariants, an independent numpy/scipy
-re-derivation of METHOD.md §4, many segments, the entropy map, input errors, and the
+re-derivation of docs/METHOD.md §4, many segments, the entropy map, input errors, and the
 message when the extension is not compiled."""
 import importlib
 import sys
@@ -57,7 +57,7 @@ def neighbour_views(mask, values):
 
 
 def expected_metrics(probs, mask, other, gt_label):
-    """The per-segment quantities of METHOD.md §4, recomputed with numpy and scipy.ndimage."""
+    """The per-segment quantities of docs/METHOD.md §4, recomputed with numpy and scipy.ndimage."""
     labels, n = ndimage.label(mask, EIGHT)
     pred = probs.argmax(0)
     boundary = np.zeros(mask.shape, bool)

@@ -57,10 +57,10 @@ def rule_check(golden_dir):
 
 
 @pytest.fixture(scope="module", params=list(CONV_GAIN))
-def golden_network(request, shared_dir, rule_check):
+def golden_network(request, layouts_dir, rule_check):
     """(name, rule weights, network in eval mode with those weights loaded strictly)."""
     name = request.param
-    manifest = read_manifest(shared_dir, name)
+    manifest = read_manifest(layouts_dir, name)
     weights = rule_state_dict(manifest)
     model = build_network(name, manifest["num_classes"])
     prefix = manifest["key_prefix"]

@@ -13,9 +13,9 @@ SMALL = "DeepLabV3+_MobileNetV3"
 
 
 @pytest.fixture(scope="module", params=PAPER_NETWORKS)
-def paper(request, shared_dir):
+def paper(request, layouts_dir):
     """(manifest, network with random weights) of one paper network."""
-    manifest = read_manifest(shared_dir, request.param)
+    manifest = read_manifest(layouts_dir, request.param)
     return manifest, build_network(request.param, manifest["num_classes"])
 
 
@@ -66,8 +66,8 @@ def test_pooling_and_dropout_match_manifest(paper):
 
 
 @pytest.mark.parametrize("name", PAPER_NETWORKS)
-def test_eval_output_and_intermediate_shapes_256x512(name, shared_dir):
-    manifest = read_manifest(shared_dir, name)
+def test_eval_output_and_intermediate_shapes_256x512(name, layouts_dir):
+    manifest = read_manifest(layouts_dir, name)
     model = meta_network(name).eval()
     expected = manifest["top_level_child_output_shapes_eval_input_1x3x256x512"]
     shapes = {}

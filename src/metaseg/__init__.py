@@ -1,4 +1,4 @@
-"""MetaSeg segment metrics (METHOD.md §4), compiled from metrics.pyx."""
+"""MetaSeg segment metrics (docs/METHOD.md §4), compiled from metrics.pyx."""
 try:
     from .metrics import compute_metrics_components, compute_metrics_mask
 except ImportError as err:

@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""MetaSeg segment metrics (METHOD.md §4).
+"""MetaSeg segment metrics (docs/METHOD.md §4).
 
 The metrics read `probs` only at segment pixels and their 8-neighbours: segments
 are labelled by one breadth-first search over a byte mask, then one row-major
@@ -351,7 +351,7 @@ def _common(counts, sums):
 
 
 def compute_metrics_components(probs, gt_train, ood_mask, ood_index):
-    """Metrics of the predicted OoD segments (METHOD.md §4a) and their components map.
+    """Metrics of the predicted OoD segments (docs/METHOD.md §4a) and their components map.
 
     probs float (C, H, W) softmax; gt_train uint8 (H, W) train ids (255 void);
     ood_mask 0/1 (H, W) predicted OoD pixels; ood_index the OoD train id.
@@ -384,7 +384,7 @@ def compute_metrics_components(probs, gt_train, ood_mask, ood_index):
 
 
 def compute_metrics_mask(probs, mask, gt_train, gt_label, ood_index):
-    """Metrics of the ground-truth OoD segments (METHOD.md §4b) and their components map.
+    """Metrics of the ground-truth OoD segments (docs/METHOD.md §4b) and their components map.
 
     mask 0/1 (H, W) predicted OoD pixels (void is removed from it); gt_label uint8
     (H, W) label ids, read at each segment's first pixel. Other arguments and the

@@ -1,4 +1,5 @@
-"""Step 3: evaluate OoD detection on an evaluation set, for the baseline and the OoD-trained network.
+"""Step 3: evaluate OoD detection on an evaluation set: the OoD-trained network (-epoch E, or the file
+--ckpt names) beside the baseline when its checkpoint or outputs exist (-epoch 0: the baseline alone).
 
     python evaluation.py [-val VALSET] [-epoch E] [-pixel] [-segment] [-miou] [--score SCORE]
 
@@ -10,16 +11,19 @@ to a JSON file under <io_root>, pictures under <io_root>/plots; a table is print
 """
 import sys
 
+from src import paths
 from src.errors import run_main
-from src.evaluation import evaluate, table_file
+from src.evaluation import evaluate
+from src.run_log import recorded_run
 from src.settings import parse_run_config
 
 
 def main(argv=None):
     cfg = parse_run_config("evaluation", argv)
     every_stage = not (cfg.pixel_eval or cfg.segment_eval or cfg.miou)
-    evaluate(cfg, pixel=every_stage or cfg.pixel_eval, segment=every_stage or cfg.segment_eval, miou=cfg.miou)
-    with open(table_file(cfg)) as f:
+    with recorded_run(cfg, "evaluation"):
+        evaluate(cfg, pixel=every_stage or cfg.pixel_eval, segment=every_stage or cfg.segment_eval, miou=cfg.miou)
+    with open(paths.table_file(cfg)) as f:
         print(f"\n{f.read()}")
 
 

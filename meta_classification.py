@@ -13,6 +13,7 @@ from src.dataset import DATASETS
 from src.errors import run_main
 from src.fp_removal import remove_false_positives
 from src.inference import write_probs
+from src.run_log import recorded_run
 from src.segment_search import run_segment_search
 from src.settings import parse_run_config
 
@@ -20,12 +21,13 @@ from src.settings import parse_run_config
 def main(argv=None):
     cfg = parse_run_config("meta_classification", argv)
     every_stage = not (cfg.pre_process or cfg.segment_search or cfg.fp_removal)
-    if every_stage or cfg.pre_process:
-        write_probs(cfg, cfg.val_epoch)
-    if every_stage or cfg.segment_search:
-        run_segment_search(cfg, cfg.val_epoch, DATASETS[cfg.VALSET].train_id_out)
-    if every_stage or cfg.fp_removal:
-        remove_false_positives(cfg, cfg.val_epoch)
+    with recorded_run(cfg, "meta_classification"):
+        if every_stage or cfg.pre_process:
+            write_probs(cfg, cfg.val_epoch)
+        if every_stage or cfg.segment_search:
+            run_segment_search(cfg, cfg.val_epoch, DATASETS[cfg.VALSET].train_id_out)
+        if every_stage or cfg.fp_removal:
+            remove_false_positives(cfg, cfg.val_epoch)
 
 
 if __name__ == "__main__":

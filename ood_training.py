@@ -9,12 +9,15 @@ command again continues after the last saved epoch. `-h` lists every flag.
 import sys
 
 from src.errors import run_main
+from src.run_log import recorded_run
 from src.settings import parse_run_config
 from src.training import train
 
 
 def main(argv=None):
-    train(parse_run_config("ood_training", argv))
+    cfg = parse_run_config("ood_training", argv)
+    with recorded_run(cfg, "ood_training"):
+        train(cfg)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +29,7 @@ from bench.common import MB, child_stdout, expected, figure, median_seconds, pri
 from src import paths  # noqa: E402
 from src.metaseg import compute_metrics_components, compute_metrics_mask  # noqa: E402
 from src.scores import entropy_mask  # noqa: E402
+from src.probs_file import write_probs_file  # noqa: E402
 from src.segment_search import run_segment_search  # noqa: E402
 from src.settings import default_config  # noqa: E402
 
@@ -87,13 +87,8 @@ def measured_memory(input_file, name):
 
 def write_probs_files(data, cfg, epoch, n_images):
     for i in range(n_images):
-        path = paths.probs_file(cfg, epoch, i)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with h5py.File(path, "w") as f:
-            f.create_dataset("probabilities", data=data["probs"])
-            f.create_dataset("gt_train_ids", data=data["gt_train"])
-            f.create_dataset("gt_label_ids", data=data["gt_label"])
-            f.create_dataset("image_path", data=f"bench/{i}.png")
+        write_probs_file(paths.probs_file(cfg, epoch, i), data["probs"], data["gt_train"], data["gt_label"],
+                         f"bench/{i}.png")
     os.sync()  # the write-back of these files must not fall into the timed run
 
 

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(REPO))
 
 from preparation.make_demo_data import demo_roots  # noqa: E402
-from src.evaluation import table_file  # noqa: E402
+from src import paths  # noqa: E402
 from src.settings import parse_run_config  # noqa: E402
 
 MODEL = "DeepLabV3+_MobileNetV3"
@@ -64,6 +64,11 @@ def run(*command):
     print(f"  ({time.monotonic() - start:.0f} s)", flush=True)
 
 
+def parsed(script, flags):
+    """The run configuration `flags` give `script`: where a step puts its outputs."""
+    return parse_run_config(script, [str(a) for a in flags])
+
+
 def default_root(seed: int) -> str:
     return "demo" if seed == 0 else f"demo_seed{seed}"
 
@@ -88,9 +93,10 @@ def main(argv=None):
     roots = ["--cityscapes_root", datasets["Cityscapes"], "--coco_root", datasets["COCO"]]
     training = ["ood_training.py", *common, *roots, "-crop", plan.crop, "-batch", 8, "--max_iters", plan.max_iters]
     # The baseline: plain cross-entropy (alpha 0) on the Cityscapes-like scenes alone, from scratch.
-    run(*training, "-alpha", 0.0, "--no_init_ckpt", "--ood_subsampling_factor", 0,
-        "-nepochs", plan.baseline_epochs, "-lr", plan.baseline_lr)
-    baseline = io / f"meta_ood_{MODEL}" / "weights" / f"{MODEL}_epoch_{plan.baseline_epochs}_alpha_0.0.pth"
+    baseline_training = [*training, "-alpha", 0.0, "--no_init_ckpt", "--ood_subsampling_factor", 0,
+                         "-nepochs", plan.baseline_epochs, "-lr", plan.baseline_lr]
+    run(*baseline_training)
+    baseline = paths.checkpoint_path(parsed("ood_training", baseline_training[1:]), plan.baseline_epochs)
     # Entropy maximization on the COCO-like objects, starting from the baseline; the later steps
     # name the same run.
     entropy_run = ["--init_ckpt", baseline, "-alpha", 0.9]
@@ -106,10 +112,13 @@ def main(argv=None):
         evaluation = [*evaluated, "--cityscapes_root", datasets["Cityscapes"], "-epoch", plan.ood_epochs,
                       "-pixel", "-segment", "-miou"]
         run("evaluation.py", *evaluation)
-        tables.append(table_file(parse_run_config("evaluation", [str(a) for a in evaluation])))
+        tables.append(paths.table_file(parsed("evaluation", evaluation)))
 
     print(f"\nMeta-OoD demo finished in {(time.monotonic() - start) / 60:.1f} min "
           f"(pixel metrics: paper protocol, in %; mIoU on the Cityscapes-like val split)\n")
+    if args.quick:
+        print("--quick: the networks are trained for a few iterations only, so the numbers below say nothing\n"
+              "about the method; they only show that every step ran. Run the demo without --quick for them.\n")
     for table in tables:
         print(Path(table).read_text())
     print(f"Pictures: {io / 'plots'}\nEvery number, with its configuration: "

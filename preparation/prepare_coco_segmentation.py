@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from pycocotools.coco import COCO
-from tqdm import tqdm
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import config  # noqa: E402
 from src.atomic import atomic_path  # noqa: E402
 from src.dataset.coco import COCO as CocoDataset, annotation_file, masks_dir  # noqa: E402
 from src.errors import MetaOodError, run_main  # noqa: E402
+from src.run_log import progress  # noqa: E402
+from src.settings import load_config_module  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def prepare_coco_segmentation(coco_root: str, split: str = "train", min_image_si
     logger.info("%d of %d images of %s kept (no excluded class, sides >= %d); masks in %s",
                 len(image_ids), len(coco.imgs), path, min_image_size, out_dir)
     written = 0
-    for image_id in tqdm(image_ids, desc="COCO OoD masks", unit="img"):
+    for image_id in progress(image_ids, desc="COCO OoD masks", unit="img"):
         target = os.path.join(out_dir, f"{image_id:012d}.png")
         if not os.path.exists(target):
             write_png(target, ood_mask(coco, image_id))
@@ -138,7 +138,7 @@ def stale_masks(out_dir: str, image_ids: list) -> list:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--coco_root", default=config.COCO_ROOT,
+    parser.add_argument("--coco_root", default=getattr(load_config_module(), "COCO_ROOT", None),
                         help="COCO root ending in the year (default: config.COCO_ROOT = %(default)s)")
     parser.add_argument("--split", default="train", help="annotation split (default: %(default)s)")
     parser.add_argument("--min_image_size", type=int, default=480,

@@ -8,6 +8,8 @@ import logging
 import sys
 
 logger = logging.getLogger("meta_ood")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%H:%M:%S"
 
 
 class MetaOodError(Exception):
@@ -16,8 +18,7 @@ class MetaOodError(Exception):
 
 def run_main(main, argv=None) -> int:
     """Runs a script's `main(argv)` with logging set up; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, stream=sys.stderr)
     try:
         main(argv)
     except MetaOodError as err:

@@ -17,29 +17,50 @@ import math
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from src import paths
+from src.run_log import progress
 from src.atomic import atomic_path, read_json, read_pickle, write_json
 from src.component_metrics import ComponentAccumulator
 from src.dataset import DATASETS, build_dataset
 from src.dataset.base import read_rgb
+from src.formatting import percent
 from src.fp_removal import remove_false_positives, removed_segments
 from src.inference import default_device, network_at_epoch, network_outputs, write_probs
 from src.miou import class_ious, confusion_matrix, mean_iou
 from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_scores
 from src.plots import plot_image_panel, plot_roc_pr, plot_score_histograms
 from src.scores import SCORE_RANGES, SCORES, score_map
-from src.segment_search import probs_indices, read_probs, run_segment_search
+from src.probs_file import read_probs
+from src.segment_search import probs_indices, run_segment_search
 
 logger = logging.getLogger(__name__)
 
 RUN_LABELS = {"baseline": "baseline", "trained": "entropy training", "meta": "+ meta classification"}
 
 
+def _baseline_available(cfg) -> bool:
+    """Whether the baseline can be shown beside the evaluated epoch: its checkpoint or its probs exist."""
+    probs = paths.probs_dir(cfg, 0)
+    return os.path.exists(paths.init_ckpt_path(cfg)) or (os.path.isdir(probs) and bool(os.listdir(probs)))
+
+
 def evaluated_epochs(cfg):
-    """{'baseline': 0, 'trained': cfg.val_epoch} (only the baseline when val_epoch is 0)."""
-    return {"baseline": 0} if cfg.val_epoch == 0 else {"baseline": 0, "trained": cfg.val_epoch}
+    """{'baseline': 0, 'trained': cfg.val_epoch}: the epoch asked for, and the baseline beside it when its
+    checkpoint or outputs exist (only the baseline when val_epoch is 0)."""
+    if cfg.val_epoch == 0:
+        return {"baseline": 0}
+    if not _baseline_available(cfg):
+        logger.info("baseline not evaluated: neither its checkpoint %s nor its probs files %s exist",
+                    paths.init_ckpt_path(cfg), paths.probs_dir(cfg, 0))
+        return {"trained": cfg.val_epoch}
+    return {"baseline": 0, "trained": cfg.val_epoch}
+
+
+def meta_network(runs) -> str:
+    """The run meta classification is applied to: the trained network, or the baseline alone (epoch 0).
+    Its pixel scores and mIoU are those of that network: it removes segments, not pixels."""
+    return "trained" if "trained" in runs else "baseline"
 
 
 # The probs-file dataset behind each input of src.scores.SCORES.
@@ -56,14 +77,9 @@ def _score_and(cfg, path, *names):
 
 # ---------------------------------------------------------------- pixel level
 
-def _histograms_file(cfg, epoch):
-    return os.path.join(paths.results_dir(cfg), f"histograms_{paths.epoch_pattern(cfg, epoch)}_"
-                                                f"{cfg.score}_bins{cfg.bins}.npz")
-
-
 def score_histograms(cfg, epoch):
     """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached)."""
-    path = _histograms_file(cfg, epoch)
+    path = paths.histograms_file(cfg, epoch)
     if os.path.exists(path):
         with np.load(path) as saved:
             return {p: tuple(saved[f"{p}_{k}"] for k in ("edges", "in", "out")) for p in PROTOCOLS}
@@ -72,7 +88,7 @@ def score_histograms(cfg, epoch):
     histograms = {"paper": ScoreHistogram(PAPER_BINS, value_range) if value_range else None,
                   "exact": ScoreHistogram(cfg.bins, value_range)}
     dataset = DATASETS[cfg.VALSET]
-    for i in tqdm(probs_indices(cfg, epoch), desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
+    for i in progress(probs_indices(cfg, epoch), desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
         score, gt_train = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids")
         values = pixel_scores(score, gt_train, dataset.train_id_in, dataset.train_id_out)
         for histogram in filter(None, histograms.values()):
@@ -92,19 +108,12 @@ def pixel_evaluation(cfg):
     results = {run: {protocol: PROTOCOLS[protocol](*h[protocol][1:]) for protocol in PROTOCOLS}
                for run, h in histograms.items()}
     title = f"{cfg.MODEL} on {cfg.VALSET}, score: {cfg.score}"
-    plot_score_histograms(summary_plot_file(cfg, "score_histograms"),
+    plot_score_histograms(paths.summary_plot_file(cfg, "score_histograms"),
                           {RUN_LABELS[run]: h["exact"] for run, h in histograms.items()}, title,
                           xlabel=f"OoD score ({cfg.score})")
-    plot_roc_pr(summary_plot_file(cfg, "roc_pr"),
+    plot_roc_pr(paths.summary_plot_file(cfg, "roc_pr"),
                 {RUN_LABELS[run]: h["paper"][1:] for run, h in histograms.items()}, title, protocol="paper")
     return results
-
-
-def summary_plot_file(cfg, kind):
-    """`<kind>_<run>_<score>.png` in the plots folder; <run> is the evaluated epoch's pattern, as the
-    plot compares the baseline with that epoch."""
-    run = paths.epoch_pattern(cfg, cfg.val_epoch)
-    return os.path.join(paths.plots_dir(cfg), f"{kind}_{run}_{cfg.score}.png")
 
 
 # ---------------------------------------------------------------- segment level
@@ -121,7 +130,7 @@ def _component_metrics(cfg, epoch, removed):
     `removed` segments of each image, of the meta-classified one."""
     dataset = DATASETS[cfg.VALSET]
     before, after = ComponentAccumulator(), ComponentAccumulator()
-    for i in probs_indices(cfg, epoch):
+    for i in progress(probs_indices(cfg, epoch), desc="component metrics", unit="image"):
         components = np.abs(read_pickle(paths.components_file(cfg, epoch, i)))
         gt_train = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids",))[0]
         gt_ood, void = gt_train == dataset.train_id_out, gt_train == dataset.void_id
@@ -144,8 +153,7 @@ def segment_evaluation(cfg):
         results[run] = {"fp": saved["fp_before"], "fn": saved["fn_before"], "components": before}
         results[f"{run}_meta"] = {"fp": saved["fp_after"], "fn": saved["fn_after"], "components": after}
         _draw_panels(cfg, epoch, removed)
-    last = "trained" if "trained" in results else "baseline"
-    results["meta"] = results.pop(f"{last}_meta")
+    results["meta"] = results.pop(f"{meta_network(results)}_meta")
     results["meta_classifier"] = classifier
     return results
 
@@ -153,34 +161,23 @@ def segment_evaluation(cfg):
 def _draw_panels(cfg, epoch, removed):
     """The picture of each of the first cfg.panels images (image, truth, score, segments)."""
     dataset = DATASETS[cfg.VALSET]
-    for i in probs_indices(cfg, epoch)[:cfg.panels]:
-        path = panel_file(cfg, epoch, i)
+    for i in progress(probs_indices(cfg, epoch)[:cfg.panels], desc="panels", unit="image"):
+        path = paths.panel_file(cfg, epoch, i)
         if os.path.exists(path):
             continue
         score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
                                                  "image_path")
-        plot_image_panel(path, read_rgb(image_path.decode()), gt_train, dataset.train_id_in, dataset.train_id_out,
+        plot_image_panel(path, read_rgb(image_path), gt_train, dataset.train_id_in, dataset.train_id_out,
                          score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
                          f"{cfg.VALSET} image {i}, {paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
 
 
-def panel_file(cfg, epoch, index):
-    """`<run>_t<t>_<cv>/image_<i>_<score>.png` in the plots folder: the panel shows the segments the
-    entropy threshold found and those the meta classifier removed, so both are in the name."""
-    return os.path.join(paths.plots_dir(cfg), paths.meta_classifier_name(cfg, epoch),
-                        f"image_{index:04d}_{cfg.score}.png")
-
-
 # ---------------------------------------------------------------- in-distribution quality
-
-def _miou_file(cfg, epoch):
-    return os.path.join(paths.model_io_root(cfg), "miou", f"cityscapes_val_{paths.epoch_pattern(cfg, epoch)}.json")
-
 
 def miou_of_epoch(cfg, epoch):
     """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached)."""
-    path = _miou_file(cfg, epoch)
+    path = paths.miou_file(cfg, epoch)
     if os.path.exists(path):
         return read_json(path)
     dataset = build_dataset("Cityscapes", cfg, split="val")
@@ -198,22 +195,11 @@ def miou_of_epoch(cfg, epoch):
 
 def miou_evaluation(cfg):
     results = {run: miou_of_epoch(cfg, epoch) for run, epoch in evaluated_epochs(cfg).items()}
-    results["meta"] = results.get("trained", results["baseline"])  # meta classification keeps the network
+    results["meta"] = results[meta_network(results)]
     return results
 
 
 # ---------------------------------------------------------------- results
-
-def evaluation_file(cfg):
-    """Every number of an evaluation run, with its configuration (JSON)."""
-    return os.path.join(paths.results_dir(cfg), f"evaluation_{paths.epoch_pattern(cfg, cfg.val_epoch)}_"
-                                                f"t{cfg.entropy_threshold}_{cfg.score}.json")
-
-
-def table_file(cfg):
-    """The printed summary of an evaluation run (text)."""
-    return os.path.splitext(evaluation_file(cfg))[0] + ".txt"
-
 
 def _json_safe(value):
     """NaN (a mean over nothing) becomes None: JSON has no NaN."""
@@ -241,40 +227,34 @@ def results_table(results):
     pixel, segment, miou = (results.get(k, {}) for k in ("pixel", "segment", "miou"))
 
     def pixel_cells(run, protocol):
-        # meta classification removes segments, not pixels: its pixel scores are those of the network
-        # it ran on, the trained one or (val_epoch 0) the baseline, as for the mIoU
-        network = pixel.get("trained", pixel.get("baseline", {})) if run == "meta" else pixel.get(run, {})
-        values = network.get(protocol, {})
-        return [_percent_cell(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
+        values = pixel.get(meta_network(pixel) if run == "meta" else run, {}).get(protocol, {})
+        return [percent(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
 
     def components(run):
         return segment.get(run, {}).get("components", {})
 
     runs = [(RUN_LABELS[run], run) for run in ("baseline", "trained", "meta")]
     main = [(label, pixel_cells(run, "paper") + [str(segment.get(run, {}).get(k, "-")) for k in ("fp", "fn")]
-             + [_percent_cell(components(run).get("mean_f1")), _percent_cell(miou.get(run, {}).get("miou"))])
+             + [percent(components(run).get("mean_f1")), percent(miou.get(run, {}).get("miou"))])
             for label, run in runs]
     exact = [(label, pixel_cells(run, "exact")) for label, run in runs if run != "meta"]
-    component = [(label, [_percent_cell(components(run).get(k)) for k in ("siou_gt", "ppv", "mean_f1")])
+    component = [(label, [percent(components(run).get(k)) for k in ("siou_gt", "ppv", "mean_f1")])
                  for label, run in runs]
     bins = results.get("config", {}).get("bins")
     blocks = [_block("pixel metrics: paper protocol; segments: FP/FN counts; in %",
                      ("AUROC", "FPR95", "AUPRC", "FP", "FN", "mean F1", "mIoU"), main),
               _block(f"pixel metrics, exact protocol ({bins} bins)", ("AUROC", "FPR95", "AUPRC"), exact),
               _block("component metrics (SegmentMeIfYouCan)", ("sIoU gt", "PPV", "mean F1"), component)]
+    if not any("baseline" in section for section in (pixel, segment, miou)):
+        blocks.append(["baseline: not evaluated (neither its checkpoint --init_ckpt nor its outputs exist)"])
     return "\n\n".join("\n".join(block) for block in blocks if block)
-
-
-def _percent_cell(value):
-    """A table cell: a number in % without the sign, - where there is none."""
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def evaluate(cfg, pixel=True, segment=True, miou=False):
     """Runs the chosen evaluations and saves their numbers with this run's configuration; the
     sections of the other evaluations stay as an earlier run saved them (so `-miou` after
     `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
-    path = evaluation_file(cfg)
+    path = paths.evaluation_file(cfg)
     results = read_json(path) if os.path.exists(path) else {}
     results["config"] = dataclasses.asdict(cfg)
     if pixel:
@@ -285,7 +265,7 @@ def evaluate(cfg, pixel=True, segment=True, miou=False):
         results["miou"] = miou_evaluation(cfg)
     results = _json_safe(results)
     write_json(path, results)
-    with atomic_path(table_file(cfg)) as tmp, open(tmp, "w") as f:
+    with atomic_path(paths.table_file(cfg)) as tmp, open(tmp, "w") as f:
         f.write(f"{cfg.MODEL} on {cfg.VALSET}, entropy threshold {cfg.entropy_threshold}, score {cfg.score}\n"
                 f"{results_table(results)}\n")
     logger.info("results saved to %s, pictures in %s", path, paths.plots_dir(cfg))

@@ -14,6 +14,8 @@ import numpy as np
 from src import paths
 from src.atomic import read_json, read_pickle, write_json
 from src.errors import MetaOodError
+from src.formatting import percent
+from src.run_log import progress
 from src.meta_classifier import MetaClassifierResult, meta_classifier_result
 from src.segment_search import output_files, probs_indices
 
@@ -65,16 +67,16 @@ def remove_false_positives(cfg, epoch) -> dict:
     if saved is not None:
         return saved
     files = segment_search_files(cfg, epoch, indices)
-    metrics = [read_pickle(group[0]) for group in files]
+    metrics = [read_pickle(group[0]) for group in progress(files, desc="segment metrics", unit="image")]
     components = _Pickles([group[1] for group in files])
     gt_components = _Pickles([group[3] for group in files])
     result = meta_classifier_result(metrics, components, gt_components, cv=cfg.cv, folds=cfg.folds,
                                     seed=cfg.seed, n_jobs=cfg.segment_workers, image_ids=indices)
     saved = {"image_ids": indices, **result.to_dict()}
     write_json(path, saved)
-    logger.info("meta classifier: %d segments, AUROC %s, AUPRC %s, accuracy %s; FP %d -> %d, "
+    logger.info("meta classifier: %d segments, AUROC %s, AUPRC %s, accuracy %s (%%); FP %d -> %d, "
                 "FN %d -> %d (%d true positives removed); saved %s", result.n_segments,
-                _percent_or_na(result.auroc), _percent_or_na(result.auprc), _percent_or_na(result.accuracy),
+                percent(result.auroc, "n/a"), percent(result.auprc, "n/a"), percent(result.accuracy, "n/a"),
                 result.fp_before, result.fp_after, result.fn_before, result.fn_after,
                 result.removed_true_positives, path)
     return saved
@@ -86,7 +88,3 @@ def removed_segments(saved: dict) -> dict:
     return {image: set((np.flatnonzero(~kept) + 1).tolist())
             for image, kept in zip(saved["image_ids"], result.kept_per_image())}
 
-
-def _percent_or_na(value):
-    """For the log: a score in %, n/a where it is undefined."""
-    return "n/a" if value is None else f"{100 * value:.2f}%"

@@ -1,24 +1,21 @@
-"""Softmax outputs of a network on an evaluation set, one HDF5 file per image (docs/METHOD.md §3).
+"""Softmax outputs of a network on an evaluation set, one probs file per image (src/probs_file.py).
 
-`probs<i>.hdf5` holds `probabilities` float32 (C,H,W), `gt_train_ids` uint8 (H,W),
-`gt_label_ids` uint8 (H,W), `image_path` (string) and, on request, `logits` float32 (C,H,W).
 Files are written atomically, so a re-run only computes the images still missing.
 """
 import logging
 import os
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from src import paths
-from src.atomic import atomic_path
+from src.run_log import progress
 from src.dataset import build_dataset
 from src.errors import MetaOodError
 from src.model import default_device, load_network
-from src.settings import RunConfig, init_ckpt_path
+from src.probs_file import write_probs_file
+from src.settings import RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +26,9 @@ class InferenceError(MetaOodError):
 
 def network_checkpoint(cfg: RunConfig, epoch: int) -> str:
     """Weights evaluated at `epoch`: the init checkpoint for 0 (baseline), else the OoD-trained one."""
-    path = init_ckpt_path(cfg) if epoch == 0 else paths.checkpoint_path(cfg, epoch)
+    path = paths.evaluated_checkpoint(cfg, epoch)
     if not os.path.exists(path):
-        what = "baseline (--init_ckpt)" if epoch == 0 else f"OoD-trained epoch {epoch} (ood_training.py)"
+        what = "baseline (--init_ckpt)" if epoch == 0 else f"OoD-trained epoch {epoch} (ood_training.py or --ckpt)"
         raise InferenceError(f"checkpoint of the {what} not found: {path}")
     return path
 
@@ -64,7 +61,7 @@ def _same_size_groups(batch):
 def _outputs(model, items, batch_size, num_workers, device, desc):
     """Yields (item, logits float32 (C,H,W) on `device`) per item of `items` (an _Indexed), in batches."""
     loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=_same_size_groups)
-    with torch.inference_mode(), tqdm(total=len(items), desc=desc, dynamic_ncols=True) as bar:
+    with torch.inference_mode(), progress(total=len(items), desc=desc) as bar:
         for groups in loader:
             for group in groups:
                 logits = model(torch.stack([item[1] for item in group]).to(device)).float()
@@ -82,16 +79,6 @@ def network_outputs(model, dataset, indices, batch_size, num_workers, device, de
 def network_at_epoch(cfg: RunConfig, epoch: int, num_classes: int, device):
     """The evaluated network of `epoch` (0: baseline), in eval mode on `device`."""
     return load_network(cfg.MODEL, num_classes, network_checkpoint(cfg, epoch), device=device)
-
-
-def write_probs_file(path, probs, gt_train, gt_label, image_path, logits=None):
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("probabilities", data=probs)
-        f.create_dataset("gt_train_ids", data=gt_train)
-        f.create_dataset("gt_label_ids", data=gt_label)
-        f.create_dataset("image_path", data=image_path)
-        if logits is not None:
-            f.create_dataset("logits", data=logits)
 
 
 def write_probs(cfg: RunConfig, epoch: int) -> int:

@@ -12,12 +12,13 @@ import logging
 from typing import NamedTuple, Optional
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
-from sklearn.model_selection import KFold, LeaveOneGroupOut, LeaveOneOut, cross_val_predict
+from sklearn.model_selection import KFold, LeaveOneGroupOut, LeaveOneOut
 
 from src.errors import MetaOodError
+from src.run_log import progress
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def _segment_count(metrics, image_id, first_id, expected_keys):
     return lengths.pop()
 
 
-class LiblinearMetaClassifier(ClassifierMixin, BaseEstimator):
+class LiblinearMetaClassifier:
     """LogisticRegression(solver="liblinear"), sklearn's defaults otherwise (L2, C = 1, intercept).
 
     Trained on a single class (a degenerate training fold) it predicts that class with
@@ -101,9 +102,6 @@ class LiblinearMetaClassifier(ClassifierMixin, BaseEstimator):
         if self.model_ is None:
             return np.ones((len(features), 1))
         return self.model_.predict_proba(features)
-
-    def predict(self, features):  # never called, but cross_val_predict accepts only estimators that have it
-        return self.classes_[np.argmax(self.predict_proba(features), axis=1)]
 
 
 def cross_validation_splitter(cv, folds=5, seed=0):
@@ -137,13 +135,24 @@ def out_of_fold_probabilities(data, cv="loo", folds=5, seed=0, n_jobs=1):
     splitter = cross_validation_splitter(cv, folds, seed)
     _check_splittable(data, cv, folds)
     groups = data.image_index if cv == "image" else None
+    splits = list(splitter.split(data.features, data.iou0, groups))
     logger.info("meta classifier: %d segments in %d images, cv %s (%d fits, %s jobs)", len(data.iou0),
-                len(np.unique(data.image_index)), cv,
-                splitter.get_n_splits(data.features, data.iou0, groups), n_jobs)
-    proba = cross_val_predict(LiblinearMetaClassifier(), data.features, data.iou0, groups=groups,
-                              cv=splitter, method="predict_proba", n_jobs=n_jobs)
-    classes = np.unique(data.iou0).tolist()  # cross_val_predict's column order
-    return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(data.iou0))
+                len(np.unique(data.image_index)), cv, len(splits), n_jobs)
+    # one fit per fold, as sklearn's cross_val_predict does, but yielded in order for the progress bar
+    fits = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_fold_probability)(data.features, data.iou0, train, test) for train, test in splits)
+    probability = np.zeros(len(data.iou0))
+    for test, fold_probability in progress(fits, total=len(splits), desc="meta classifier fits", unit="fit"):
+        probability[test] = fold_probability
+    return probability
+
+
+def _fold_probability(features, target, train, test):
+    """(test, P(iou0 = 1) of the test segments) from the classifier fitted on the `train` segments;
+    0 where the training fold has no segment with iou0 = 1."""
+    model = LiblinearMetaClassifier().fit(features[train], target[train])
+    classes = model.classes_.tolist()
+    return test, (model.predict_proba(features[test])[:, classes.index(1)] if 1 in classes else 0.0)
 
 
 def classifier_scores(iou0, probability):
@@ -159,20 +168,16 @@ def classifier_scores(iou0, probability):
     }
 
 
-def uncovered_gt_segments(gt_components, components, kept, image_ids=None):
-    """Ground-truth segments that no kept predicted segment overlaps (shares a pixel with).
+def uncovered_counts(gt_components, components, kept_sets, image_ids=None):
+    """Per per-image kept-flag list of `kept_sets`, the ground-truth segments that no kept predicted
+    segment overlaps (shares a pixel with), summed over the images, in one pass: the maps of a data
+    set are read from disk, one image at a time.
 
     gt_components, components: per image the components maps of ground-truth and predicted
-    segments; kept: per image a flag for each predicted segment (all True: the false negatives
-    before removal, i.e. gt segments with no predicted pixel); image_ids as for segment_data.
-    Summed over the images.
+    segments; a kept-flag list holds per image a flag for each predicted segment (all True: the
+    false negatives before removal, i.e. gt segments with no predicted pixel); image_ids as for
+    segment_data.
     """
-    return _uncovered_counts(gt_components, components, [kept], image_ids)[0]
-
-
-def _uncovered_counts(gt_components, components, kept_sets, image_ids):
-    """uncovered_gt_segments of each per-image kept-flag list of `kept_sets`, in one pass: the maps
-    of a data set are read from disk, one image at a time."""
     for kept in kept_sets:
         if not len(gt_components) == len(components) == len(kept):
             raise ValueError(f"meta classifier: {len(gt_components)} gt and {len(components)} predicted "
@@ -219,7 +224,7 @@ def fp_fn_counts(iou0, removed, image_index, components, gt_components, image_id
     """
     is_fp, removed = np.asarray(iou0) == 1, np.asarray(removed, dtype=bool)
     kept = per_image(~removed, image_index, len(components))
-    fn_before, fn_after = _uncovered_counts(gt_components, components, [[np.ones_like(k) for k in kept], kept],
+    fn_before, fn_after = uncovered_counts(gt_components, components, [[np.ones_like(k) for k in kept], kept],
                                             image_ids)
     return {
         "fp_before": int(np.count_nonzero(is_fp)),

@@ -1,10 +1,13 @@
 """Where every output of a run lives (docs/METHOD.md §3, §5): one function per folder or file."""
 import os
 
+from src.dataset import DATASETS
 from src.settings import RunConfig
 
-EVAL_SUBDIRS = {"LostAndFound": "laf_eval", "Fishyscapes": "fs_eval"}
-FISHYSCAPES_LAF_SUBDIR = "fs_laf_eval"  # fs_eval is the reference's name of the Static split
+
+def init_ckpt_path(cfg: RunConfig) -> str:
+    """The Cityscapes-pretrained start of the training, and the baseline (epoch 0)."""
+    return cfg.init_ckpt or os.path.join(cfg.io_root, "weights", f"{cfg.MODEL}.pth")
 
 
 def model_io_root(cfg: RunConfig) -> str:
@@ -20,11 +23,17 @@ def checkpoint_path(cfg: RunConfig, epoch: int) -> str:
     return os.path.join(weights_dir(cfg), f"{cfg.MODEL}_epoch_{epoch}_alpha_{cfg.pareto_alpha}.pth")
 
 
+def evaluated_checkpoint(cfg: RunConfig, epoch: int) -> str:
+    """The weights evaluated as `epoch`: the init checkpoint for 0 (baseline); for the evaluated epoch
+    the file --ckpt names if given (a downloaded checkpoint), else the OoD-trained one."""
+    if epoch == 0:
+        return init_ckpt_path(cfg)
+    return cfg.ckpt if cfg.ckpt and epoch == cfg.val_epoch else checkpoint_path(cfg, epoch)
+
+
 def eval_name(cfg: RunConfig) -> str:
-    """laf_eval, fs_eval (Fishyscapes Static) or fs_laf_eval (Fishyscapes LostAndFound)."""
-    if cfg.VALSET == "Fishyscapes" and cfg.fishyscapes_split == "LostAndFound":
-        return FISHYSCAPES_LAF_SUBDIR
-    return EVAL_SUBDIRS[cfg.VALSET]
+    """The evaluation set's output folder (its spec): laf_eval, fs_eval (Fishyscapes Static), fs_laf_eval, ..."""
+    return DATASETS[cfg.VALSET].spec.output(cfg)
 
 
 def eval_io_root(cfg: RunConfig) -> str:
@@ -80,3 +89,41 @@ def results_dir(cfg: RunConfig) -> str:
 
 def plots_dir(cfg: RunConfig) -> str:
     return os.path.join(cfg.io_root, "plots", f"{cfg.MODEL}_{eval_name(cfg)}")
+
+
+def histograms_file(cfg: RunConfig, epoch: int) -> str:
+    """Pixel score histograms of the run of `epoch` (.npz)."""
+    return os.path.join(results_dir(cfg), f"histograms_{epoch_pattern(cfg, epoch)}_{cfg.score}_bins{cfg.bins}.npz")
+
+
+def evaluation_file(cfg: RunConfig) -> str:
+    """Every number of an evaluation run, with its configuration (JSON)."""
+    return os.path.join(results_dir(cfg), f"evaluation_{epoch_pattern(cfg, cfg.val_epoch)}_"
+                                          f"t{cfg.entropy_threshold}_{cfg.score}.json")
+
+
+def table_file(cfg: RunConfig) -> str:
+    """The printed summary of an evaluation run (text)."""
+    return os.path.splitext(evaluation_file(cfg))[0] + ".txt"
+
+
+def summary_plot_file(cfg: RunConfig, kind: str) -> str:
+    """`<kind>_<run>_<score>.png` in the plots folder; <run> is the evaluated epoch's pattern, as the
+    plot compares the baseline with that epoch."""
+    return os.path.join(plots_dir(cfg), f"{kind}_{epoch_pattern(cfg, cfg.val_epoch)}_{cfg.score}.png")
+
+
+def panel_file(cfg: RunConfig, epoch: int, index: int) -> str:
+    """`<run>_t<t>_<cv>/image_<i>_<score>.png` in the plots folder: the panel shows the segments the
+    entropy threshold found and those the meta classifier removed, so both are in the name."""
+    return os.path.join(plots_dir(cfg), meta_classifier_name(cfg, epoch), f"image_{index:04d}_{cfg.score}.png")
+
+
+def miou_file(cfg: RunConfig, epoch: int) -> str:
+    """In-distribution mIoU of the network of `epoch` on the Cityscapes val split (JSON)."""
+    return os.path.join(model_io_root(cfg), "miou", f"cityscapes_val_{epoch_pattern(cfg, epoch)}.json")
+
+
+def log_file(cfg: RunConfig, script: str, stamp: str) -> str:
+    """The log of one script run, named by the script and its start time."""
+    return os.path.join(cfg.io_root, "logs", f"{script}_{stamp}.log")

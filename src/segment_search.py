@@ -12,50 +12,23 @@ import os
 import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-import h5py
-from tqdm import tqdm
 
 from src import paths
+from src.run_log import progress
 from src.atomic import write_pickle
-from src.errors import MetaOodError
 from src.metaseg import compute_metrics_components, compute_metrics_mask
+from src.probs_file import ProbsError, read_probs
 from src.scores import entropy_mask
 
 logger = logging.getLogger(__name__)
 
-PROBS_DATASETS = ("probabilities", "gt_train_ids", "gt_label_ids", "image_path")  # logits on request
 SEARCH_DATASETS = ("probabilities", "gt_train_ids", "gt_label_ids")
-
-
-class ProbsError(MetaOodError, FileNotFoundError, ValueError):
-    """Probs files missing, unreadable or incomplete: the prepare stage must (re)write them.
-
-    Also a FileNotFoundError and ValueError: what callers caught before this class existed.
-    """
 
 
 def output_files(cfg, epoch, index):
     """Metrics and components of predicted segments, then of ground-truth segments."""
     return [paths.metrics_file(cfg, epoch, index), paths.components_file(cfg, epoch, index),
             paths.metrics_file(cfg, epoch, index, gt=True), paths.components_file(cfg, epoch, index, gt=True)]
-
-
-def read_probs(path, names):
-    """The datasets `names` of one probs file, in that order; reads nothing else."""
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:  # h5py's message does not name the file
-        raise ProbsError(f"{path}: not a readable HDF5 probs file ({err}); delete it and run "
-                         "meta_classification.py -prepare again") from err
-    with f:
-        missing = [name for name in names if name not in f]
-        if missing:
-            store_logits = " --store_logits" if "logits" in missing else ""
-            raise ProbsError(f"{path}: missing dataset(s) {', '.join(missing)}; a probs file holds "
-                             f"{', '.join(PROBS_DATASETS)} (logits with --store_logits): delete the probs "
-                             f"files of this run and write them again with meta_classification.py "
-                             f"-prepare{store_logits}")
-        return tuple(f[name][()] for name in names)
 
 
 def segment_metrics(probs, gt_train, gt_label, threshold, ood_index):
@@ -117,7 +90,7 @@ def run_segment_search(cfg, epoch, ood_index):
     logger.info("segment search: %d of %d images from %s still to do, %d worker(s), entropy threshold %s",
                 len(pending), len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers,
                 cfg.entropy_threshold)
-    for _ in tqdm(_searched(cfg, epoch, pending, ood_index), total=len(pending),
+    for _ in progress(_searched(cfg, epoch, pending, ood_index), total=len(pending),
                   desc="segment search", unit="image"):
         pass
     logger.info("segment search: outputs of %d images in %s", len(indices), paths.metaseg_dir(cfg))

@@ -1,111 +1,36 @@
-"""A run's configuration: the defaults of config.py, overridden by command-line flags.
+"""A run's configuration: every setting declared once, in SETTINGS.
 
-`parse_run_config(script, argv)` is the one place where flags meet the defaults.
-It returns a new frozen `RunConfig`; the `config` module is never modified.
-Invalid values end the script with exit status 2 and a one-line message.
+A `Setting` says where its default lives in config.py (a variable, a key of `params`, or
+nowhere for flag-only settings), its flags, the scripts that accept them, its type and check,
+and its help text. The parsers, the check of config.py's values and the fields of the run
+configuration are all derived from that one list; the root of each data set and the
+setting that picks its split come from the data set registry (src/dataset/__init__.py).
+
+`parse_run_config(script, argv)` is the one place where flags meet the defaults. It returns
+a new frozen RunConfig; config.py is never modified. Invalid values end the script with exit
+status 2 and a one-line message. config.py is read from the repository, or from the file that
+the environment variable META_OOD_CONFIG names (the tests use their own fixed one).
 """
 import argparse
 import dataclasses
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
-from typing import Optional
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Optional
 
-import config as user_config
 from src.errors import MetaOodError
-from src.scores import SCORE_RANGES
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    TRAINSET: str
-    VALSET: str
-    MODEL: str
-    io_root: str
-    cityscapes_root: str
-    coco_root: str
-    lostandfound_root: str
-    fishyscapes_root: str
-    fishyscapes_split: str
-    init_ckpt: Optional[str]
-    weights_dir: Optional[str]
-    training_starting_epoch: int
-    num_training_epochs: int
-    pareto_alpha: float
-    ood_subsampling_factor: float
-    learning_rate: float
-    crop_size: int
-    val_epoch: int
-    batch_size: int
-    entropy_threshold: float
-    seed: int
-    num_workers: int
-    segment_workers: int
-    inference_batch_size: int
-    # ood_training.py
-    no_init_ckpt: bool = False
-    coco_background_void: bool = False
-    amp: str = "none"
-    max_iters: int = 0
-    # meta_classification.py
-    pre_process: bool = False
-    segment_search: bool = False
-    fp_removal: bool = False
-    cv: str = "loo"
-    folds: int = 5
-    store_logits: bool = False
-    # evaluation.py
-    pixel_eval: bool = False
-    segment_eval: bool = False
-    miou: bool = False
-    score: str = "entropy"
-    bins: int = 10000
-    panels: int = 4
+SCRIPTS = TRAIN, META, EVAL = ("ood_training", "meta_classification", "evaluation")
+INFERENCE = (META, EVAL)
+REPOSITORY = Path(__file__).resolve().parents[1]
+CONFIG_VARIABLE = "META_OOD_CONFIG"
 
 
 class ConfigError(MetaOodError):
-    """config.py lacks a setting or has one that is not known."""
-
-
-# RunConfig field -> the config.py variable of its default. The other RunConfig fields without a
-# default of their own are the keys of config.py's `params`.
-_CONFIG_VARIABLES = {
-    "TRAINSET": "TRAINSET", "VALSET": "VALSET", "MODEL": "MODEL", "io_root": "IO_ROOT",
-    "cityscapes_root": "CITYSCAPES_ROOT", "coco_root": "COCO_ROOT", "lostandfound_root": "LOSTANDFOUND_ROOT",
-    "fishyscapes_root": "FISHYSCAPES_ROOT", "fishyscapes_split": "FISHYSCAPES_SPLIT", "init_ckpt": "INIT_CKPT",
-    "weights_dir": "WEIGHTS_DIR", "seed": "SEED", "num_workers": "NUM_WORKERS",
-    "segment_workers": "SEGMENT_WORKERS", "inference_batch_size": "INFERENCE_BATCH_SIZE",
-}
-_PARAMS = [f.name for f in dataclasses.fields(RunConfig)
-           if f.default is dataclasses.MISSING and f.name not in _CONFIG_VARIABLES]
-
-
-def _config_py_source(field: str) -> str:
-    """Where config.py sets `field`: its variable or its params key."""
-    return f"params[{field!r}]" if field in _PARAMS else _CONFIG_VARIABLES[field]
-
-
-def _missing_or_unknown(module) -> list:
-    """Messages for the settings config.py lacks and the params keys it has that are not known."""
-    params = getattr(module, "params", {})
-    missing = [name for name in _CONFIG_VARIABLES.values() if not hasattr(module, name)]
-    missing += [f"params[{key!r}]" for key in _PARAMS if key not in params]
-    unknown = [f"params[{key!r}]" for key in params if key not in _PARAMS]
-    messages = []
-    if missing:
-        messages.append(f"config.py lacks {', '.join(missing)}")
-    if unknown:
-        messages.append(f"config.py has unknown {', '.join(unknown)}")
-    return messages
-
-
-def default_config(module=user_config) -> RunConfig:
-    """The configuration config.py describes, before any flag; ConfigError if a setting is missing or unknown."""
-    problems = _missing_or_unknown(module)
-    if problems:
-        raise ConfigError("; ".join(problems))
-    return RunConfig(**{field: getattr(module, name) for field, name in _CONFIG_VARIABLES.items()},
-                     **module.params)
+    """config.py lacks a setting, has one that is not known, or cannot be read."""
 
 
 # ---------------------------------------------------------------- value checks
@@ -129,201 +54,328 @@ positive_float = _checked(float, lambda x: x > 0, "a number > 0")
 fraction_value = _checked(float, lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]")
 positive_int = _checked(int, lambda n: n > 0, "an integer > 0")
 nonnegative_int = _checked(int, lambda n: n >= 0, "an integer >= 0")
-
-# Field -> (checker, the flag that sets it): the values config.py gives pass the same checks.
-_CHECKS = {
-    "pareto_alpha": (alpha_value, "-alpha/--pareto_alpha"),
-    "entropy_threshold": (threshold_value, "-threshold/--entropy_threshold"),
-    "learning_rate": (positive_float, "-lr/--learning_rate"),
-    "ood_subsampling_factor": (fraction_value, "--ood_subsampling_factor"),
-    "crop_size": (positive_int, "-crop/--crop_size"),
-    "batch_size": (positive_int, "-batch/--batch_size"),
-    "inference_batch_size": (positive_int, "-batch/--inference_batch_size"),
-    "training_starting_epoch": (nonnegative_int, "-epoch/--training_starting_epoch"),
-    "num_training_epochs": (nonnegative_int, "-nepochs/--num_training_epochs"),
-    "val_epoch": (nonnegative_int, "-epoch/--val_epoch"),
-    "seed": (nonnegative_int, "--seed"),
-    "num_workers": (nonnegative_int, "--num_workers"),
-    "segment_workers": (positive_int, "--segment_workers"),
-}
-_CHOICES = {
-    "MODEL": ("MODELS", "-model/--MODEL"),
-    "TRAINSET": ("TRAINSETS", "-train/--TRAINSET"),
-    "VALSET": ("VALSETS", "-val/--VALSET"),
-    "fishyscapes_split": (None, "--fishyscapes_split"),
-}
-FISHYSCAPES_SPLITS = ["Static", "LostAndFound"]
+at_least_two = _checked(int, lambda n: n >= 2, "an integer >= 2")
 
 
-def config_problems(cfg: RunConfig, fields, module=user_config):
-    """Messages for the values of `fields` in `cfg` outside their allowed range (empty: all fine).
+def _optional_path(text):
+    """A path, or None for the empty string (argparse cannot pass None itself)."""
+    return text or None
+
+
+# ---------------------------------------------------------------- the declarations
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a run: the RunConfig field `name` and everything about it."""
+    name: str
+    help: str                      # what a value changes and when to change it
+    scripts: tuple                 # the scripts whose command line accepts it
+    flags: tuple = ()              # default: --<name>
+    config: Optional[str] = None   # config.py variable, "params" for a key of params, None: flag only
+    default: Any = None            # of a flag-only setting (or of an optional config.py variable)
+    check: Optional[Callable] = None   # argparse type: converts and checks the value
+    choices: Optional[Callable] = None  # () -> allowed values, read when a parser is built
+    switch: bool = False           # a flag without value that sets True
+    optional: bool = False         # config.py may leave it out (then `default`)
+
+    @property
+    def option_strings(self) -> tuple:
+        return self.flags or (f"--{self.name}",)
+
+    def source(self) -> str:
+        """Where config.py sets it."""
+        return f"params[{self.name!r}]" if self.config == "params" else self.config
+
+
+def _model_names():
+    from src.model import NETWORKS
+    return list(NETWORKS)
+
+
+def _training_sets():
+    from src.dataset import training_sets
+    return training_sets()
+
+
+def _evaluation_sets():
+    from src.dataset import evaluation_sets
+    return evaluation_sets()
+
+
+def _cv_schemes():
+    from src.meta_classifier import CV_SCHEMES  # sklearn loads in a second: only when a parser needs it
+    return list(CV_SCHEMES)
+
+
+def _score_names():
+    from src.scores import SCORE_RANGES
+    return list(SCORE_RANGES)
+
+
+S = Setting
+_DECLARED = [
+    # what runs on what
+    S("MODEL", "network; every output path names it", SCRIPTS, ("-model", "--model", "--MODEL"), "MODEL",
+      choices=_model_names),
+    S("TRAINSET", "training set (ID images plus the OoD proxy)", SCRIPTS, ("-train", "--train", "--TRAINSET"),
+      "TRAINSET", choices=_training_sets),
+    S("VALSET", "evaluation set; each has its own output folder", INFERENCE, ("-val", "--val", "--VALSET"),
+      "VALSET", choices=_evaluation_sets),
+    # paths
+    S("io_root", "root of every output folder; use one per experiment series", SCRIPTS, (), "IO_ROOT",
+      check=str),
+    S("init_ckpt", "Cityscapes-pretrained weights the training starts from and the baseline (epoch 0) is; "
+      "default <io_root>/weights/<MODEL>.pth", SCRIPTS, (), "INIT_CKPT", check=_optional_path),
+    S("weights_dir", "folder of the OoD-trained checkpoints; default <io_root>/meta_ood_<MODEL>/weights",
+      SCRIPTS, (), "WEIGHTS_DIR", check=_optional_path),
+    S("ckpt", "evaluate this checkpoint file as epoch -epoch, e.g. a downloaded OoD-trained one, instead of "
+      "<weights_dir>/<MODEL>_epoch_<e>_alpha_<a>.pth", INFERENCE, ("--ckpt",), check=_optional_path),
+    # training (docs/METHOD.md §2)
+    S("training_starting_epoch", "0 starts from --init_ckpt; e > 0 resumes <MODEL>_epoch_<e>_alpha_<alpha>.pth",
+      (TRAIN,), ("-epoch", "--epoch", "--training_starting_epoch"), "params", check=nonnegative_int),
+    S("num_training_epochs", "epochs to train (the paper's checkpoints: 4)", (TRAIN,),
+      ("-nepochs", "--nepochs", "--num_training_epochs"), "params", check=nonnegative_int),
+    S("pareto_alpha", "weight of the entropy term: 0 is plain cross-entropy, the paper uses 0.9; part of "
+      "every checkpoint and output name", SCRIPTS, ("-alpha", "--alpha", "--pareto_alpha"), "params",
+      check=alpha_value),
+    S("ood_subsampling_factor", "COCO images per epoch, as a share of the Cityscapes images", (TRAIN,), (),
+      "params", check=fraction_value),
+    S("learning_rate", "Adam learning rate; lower it if the in-distribution mIoU drops", (TRAIN,),
+      ("-lr", "--lr", "--learning_rate"), "params", check=positive_float),
+    S("crop_size", "side of the random square training crop; smaller saves GPU memory", (TRAIN,),
+      ("-crop", "--crop", "--crop_size"), "params", check=positive_int),
+    S("batch_size", "training images per batch, per process under torchrun", (TRAIN,),
+      ("-batch", "--batch", "--batch_size"), "params", check=positive_int),
+    S("no_init_ckpt", "start from random weights instead of --init_ckpt (only with -epoch 0)", (TRAIN,),
+      switch=True, default=False),
+    S("coco_background_void", "treat COCO background as void; the default trains it as road, as the paper",
+      (TRAIN,), switch=True, default=False),
+    S("amp", "bf16 autocast of the network's forward and backward pass", (TRAIN,),
+      default="none", choices=lambda: ["none", "bf16"]),
+    S("max_iters", "stop each epoch after this many iterations (0: the whole epoch); for quick trials",
+      (TRAIN,), default=0, check=nonnegative_int),
+    # evaluation sets (docs/METHOD.md §3-§6)
+    S("val_epoch", "OoD-training epoch to evaluate; 0 is the baseline (--init_ckpt)", INFERENCE,
+      ("-epoch", "--epoch", "--val_epoch"), "params", check=nonnegative_int),
+    S("entropy_threshold", "normalized entropy above which a pixel is OoD; part of the segment output names",
+      INFERENCE, ("-threshold", "--threshold", "--entropy_threshold"), "params", check=threshold_value),
+    S("inference_batch_size", "full-resolution images per inference batch, per process under torchrun",
+      INFERENCE, ("-batch", "--batch", "--inference_batch_size"), "INFERENCE_BATCH_SIZE", check=positive_int),
+    S("pre_process", "stage 1: write the softmax outputs (probs files)", (META,),
+      ("-prepare", "--prepare", "--metaseg_prepare", "--pre_process"), switch=True, default=False),
+    S("segment_search", "stage 2: segment metrics of every image", (META,),
+      ("-segment", "--segment", "--segment_search"), switch=True, default=False),
+    S("fp_removal", "stage 3: meta classifier and false-positive removal", (META,),
+      ("-removal", "--removal", "--fp_removal"), switch=True, default=False),
+    S("store_logits", "also store the logits in the probs files (for --score maxlogit / energy)", (META,),
+      switch=True, default=False),
+    S("segment_workers", "processes for the segment search (and the meta classifier's fits)", INFERENCE, (),
+      "SEGMENT_WORKERS", check=positive_int),
+    S("cv", "meta classifier validation: leave one segment out (paper), leave one image out, or k folds",
+      INFERENCE, default="loo", choices=_cv_schemes),
+    S("folds", "folds of --cv kfold", INFERENCE, default=5, check=at_least_two),
+    S("pixel_eval", "pixel-level OoD metrics", (EVAL,), ("-pixel", "--pixel", "--pixel_eval"), switch=True,
+      default=False),
+    S("segment_eval", "segment-level FP/FN counts and component metrics", (EVAL,),
+      ("-segment", "--segment", "--segment_eval"), switch=True, default=False),
+    S("miou", "in-distribution mIoU on the Cityscapes val split", (EVAL,), ("-miou", "--miou"), switch=True,
+      default=False),
+    S("score", "pixel OoD score (maxlogit and energy need probs files written with --store_logits)", (EVAL,),
+      default="entropy", choices=_score_names),
+    S("bins", "histogram bins of the exact pixel protocol; more bins, closer to the exact curve", (EVAL,),
+      default=10000, check=at_least_two),
+    S("panels", "per-image picture panels to draw (the first N images)", (EVAL,), default=4,
+      check=nonnegative_int),
+    # everything
+    S("seed", "random seed of training, COCO subsets and k-fold splits", SCRIPTS, (), "SEED",
+      check=nonnegative_int),
+    S("num_workers", "data-loading processes (0: load in the main process)", SCRIPTS, (), "NUM_WORKERS",
+      check=nonnegative_int),
+]
+del S
+
+
+def dataset_settings() -> list:
+    """The root setting of every registered data set and the split setting of those that have one."""
+    from src.dataset import DATASETS
+    settings = []
+    for cls in DATASETS.values():
+        spec = cls.spec
+        if spec.root:
+            settings.append(Setting(spec.root.lower(), f"{spec.name} root: {spec.layout}", spec.scripts, (),
+                                    spec.root, default=None, check=_optional_path, optional=True))
+        if spec.split_setting:
+            splits = list(spec.splits)
+            settings.append(Setting(spec.split_setting.lower(), f"{spec.name} split", spec.scripts, (),
+                                    spec.split_setting, default=splits[0], choices=lambda s=splits: s,
+                                    optional=True))
+    return settings
+
+
+def settings() -> list:
+    """Every setting: the declared ones and those of the registered data sets."""
+    return _DECLARED + dataset_settings()
+
+
+class RunConfig:
+    """The base of every run configuration (a frozen dataclass whose fields are the settings)."""
+
+    def __reduce__(self):  # the class is made at run time: pickle (to worker processes) by its values
+        return _rebuilt, (dataclasses.asdict(self),)
+
+
+@lru_cache(maxsize=None)
+def _config_class(names: tuple) -> type:
+    return dataclasses.make_dataclass("RunConfig", [(name, Any) for name in names], bases=(RunConfig,),
+                                      frozen=True, namespace={"__module__": __name__})
+
+
+def _rebuilt(values: dict):
+    return _config_class(tuple(values))(**values)
+
+
+def run_config_class() -> type:
+    return _config_class(tuple(s.name for s in settings()))
+
+
+# ---------------------------------------------------------------- config.py
+
+def load_config_module(path=None):
+    """config.py as a module: `path`, else $META_OOD_CONFIG, else the repository's."""
+    path = Path(path or os.environ.get(CONFIG_VARIABLE) or REPOSITORY / "config.py")
+    spec = importlib.util.spec_from_file_location("config", path)
+    if spec is None or not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # a typo in the user's file: say where, not a traceback
+        raise ConfigError(f"{path}: cannot be read: {type(err).__name__}: {err}") from err
+    return module
+
+
+def _missing_or_unknown(module, declared) -> list:
+    """Messages for the settings config.py lacks and the params keys it has that are not known."""
+    params = getattr(module, "params", {})
+    known = {s.name for s in declared if s.config == "params"}
+    missing = [s.source() for s in declared if s.config and not s.optional
+               and not (s.name in params if s.config == "params" else hasattr(module, s.config))]
+    unknown = [f"params[{key!r}]" for key in params if key not in known]
+    messages = []
+    if missing:
+        messages.append(f"config.py lacks {', '.join(missing)}")
+    if unknown:
+        messages.append(f"config.py has unknown {', '.join(unknown)}")
+    return messages
+
+
+def _config_value(module, setting):
+    if setting.config == "params":
+        return module.params[setting.name]
+    if setting.config:
+        return getattr(module, setting.config, setting.default)
+    return setting.default
+
+
+def default_config(module=None):
+    """The configuration config.py describes, before any flag; ConfigError if a setting is missing or unknown."""
+    module = module or load_config_module()
+    declared = settings()
+    problems = _missing_or_unknown(module, declared)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return run_config_class()(**{s.name: _config_value(module, s) for s in declared})
+
+
+def _value_problem(setting, value):
+    """Why `value` is not allowed for `setting` (None: it is)."""
+    if setting.check in (str, _optional_path):
+        if value is None and setting.check is _optional_path:
+            return None
+        return None if isinstance(value, str) else f"expected a path (a string), got {value!r}"
+    if setting.check is not None:
+        try:
+            setting.check(str(value))
+        except argparse.ArgumentTypeError as err:
+            return str(err)
+    if setting.choices is not None and value not in setting.choices():
+        return f"{value!r} is not one of {', '.join(setting.choices())}"
+    return None
+
+
+def config_problems(cfg, script: str) -> list:
+    """Messages for the config.py values of the settings `script` uses that are outside their range.
 
     Flags are checked as they are parsed, so a value found here comes from config.py: the message
     names the setting there and the flag that overrides it.
     """
     problems = []
-    for field, (check, flag) in _CHECKS.items():
-        if field not in fields:
+    for setting in settings():
+        if script not in setting.scripts or setting.config is None:
             continue
-        try:
-            check(str(getattr(cfg, field)))
-        except argparse.ArgumentTypeError as err:
-            problems.append(f"{field} ({flag}): {err} (from config.py {_config_py_source(field)})")
-    for field, (list_name, flag) in _CHOICES.items():
-        choices = getattr(module, list_name) if list_name else FISHYSCAPES_SPLITS
-        if field in fields and getattr(cfg, field) not in choices:
-            problems.append(f"{field} ({flag}): {getattr(cfg, field)!r} is not one of {', '.join(choices)} "
-                            f"(from config.py {_config_py_source(field)})")
+        problem = _value_problem(setting, getattr(cfg, setting.name))
+        if problem:
+            flags = "/".join(dict.fromkeys(setting.option_strings[:1] + setting.option_strings[-1:]))
+            problems.append(f"{setting.name} ({flags}): {problem} (from config.py {setting.source()})")
     return problems
 
 
 # ---------------------------------------------------------------- the parsers
 
 class _OneLineParser(argparse.ArgumentParser):
-    """Reports a bad flag in one line (not the whole usage) and exits with 2."""
+    """Reports a bad flag in one line (not the whole usage) and exits with 2; no abbreviations."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see -h)\n")
 
 
-def _flag_groups(defaults: RunConfig, module):
-    """Every flag, by group name; each script picks the groups it uses."""
-    d = defaults
-
-    def cityscapes_root(g, use):
-        g.add_argument("--cityscapes_root", default=d.cityscapes_root, help=f"Cityscapes root ({use})")
-
-    def paths(g):
-        g.add_argument("--io_root", default=d.io_root, help="root of every output folder")
-        g.add_argument("--init_ckpt", default=d.init_ckpt,
-                       help="Cityscapes-pretrained weights (default: %(default)s, i.e. <io_root>/weights/<MODEL>.pth)")
-        g.add_argument("--weights_dir", default=d.weights_dir,
-                       help="OoD-trained checkpoints (default: %(default)s, i.e. <io_root>/meta_ood_<MODEL>/weights)")
-
-    def common(g):
-        g.add_argument("-model", "--MODEL", default=d.MODEL, choices=module.MODELS, metavar="MODEL",
-                       help=f"network, one of {', '.join(module.MODELS)}")
-        g.add_argument("--seed", type=nonnegative_int, default=d.seed, help="random seed")
-        g.add_argument("--num_workers", type=nonnegative_int, default=d.num_workers,
-                       help="data-loading processes")
-
-    def training(g):
-        g.add_argument("-train", "--TRAINSET", default=d.TRAINSET, choices=module.TRAINSETS,
-                       metavar="TRAINSET", help=f"training set, one of {', '.join(module.TRAINSETS)}")
-        g.add_argument("-epoch", "--training_starting_epoch", type=nonnegative_int,
-                       default=d.training_starting_epoch,
-                       help="0 starts from --init_ckpt; e > 0 resumes <MODEL>_epoch_<e>_alpha_<alpha>.pth")
-        g.add_argument("-nepochs", "--num_training_epochs", type=nonnegative_int,
-                       default=d.num_training_epochs, help="epochs to train")
-        g.add_argument("-lr", "--learning_rate", type=positive_float, default=d.learning_rate,
-                       help="Adam learning rate")
-        g.add_argument("-crop", "--crop_size", type=positive_int, default=d.crop_size,
-                       help="side of the random square training crop")
-        g.add_argument("-batch", "--batch_size", type=positive_int, default=d.batch_size,
-                       help="images per batch (per process under torchrun)")
-        g.add_argument("--ood_subsampling_factor", type=fraction_value,
-                       default=d.ood_subsampling_factor,
-                       help="COCO images per epoch, as a share of the Cityscapes images")
-        cityscapes_root(g, "training images")
-        g.add_argument("--coco_root", default=d.coco_root, help="COCO root, ending in the year")
-        g.add_argument("--no_init_ckpt", action="store_true",
-                       help="start from random weights instead of --init_ckpt (only with -epoch 0)")
-        g.add_argument("--coco_background_void", action="store_true",
-                       help="treat COCO background as void; default trains it as road (as the paper)")
-        g.add_argument("--amp", default=d.amp, choices=["none", "bf16"], help="mixed precision")
-        g.add_argument("--max_iters", type=nonnegative_int, default=d.max_iters,
-                       help="stop each epoch after this many iterations (0: the whole epoch)")
-
-    def alpha(g):
-        g.add_argument("-alpha", "--pareto_alpha", type=alpha_value, default=d.pareto_alpha,
-                       help="weight of the entropy term, in [0, 1]")
-
-    def evaluation_set(g):
-        g.add_argument("-val", "--VALSET", default=d.VALSET, choices=module.VALSETS, metavar="VALSET",
-                       help=f"evaluation set, one of {', '.join(module.VALSETS)}")
-        g.add_argument("-epoch", "--val_epoch", type=nonnegative_int, default=d.val_epoch,
-                       help="OoD-training epoch to evaluate; 0 is the baseline (--init_ckpt)")
-        g.add_argument("-threshold", "--entropy_threshold", type=threshold_value,
-                       default=d.entropy_threshold, help="normalized entropy above which a pixel is OoD")
-        g.add_argument("-batch", "--inference_batch_size", type=positive_int, default=d.inference_batch_size,
-                       help="full-resolution images per inference batch")
-        g.add_argument("--lostandfound_root", default=d.lostandfound_root, help="LostAndFound root")
-        g.add_argument("--fishyscapes_root", default=d.fishyscapes_root, help="Fishyscapes root")
-        g.add_argument("--fishyscapes_split", default=d.fishyscapes_split, choices=FISHYSCAPES_SPLITS,
-                       help="Fishyscapes split")
-
-    def meta(g):
-        g.add_argument("-prepare", "--pre_process", action="store_true",
-                       help="stage 1: write the softmax outputs (probs files)")
-        g.add_argument("-segment", "--segment_search", action="store_true",
-                       help="stage 2: segment metrics of every image")
-        g.add_argument("-removal", "--fp_removal", action="store_true",
-                       help="stage 3: meta classifier and false-positive removal")
-        g.add_argument("--store_logits", action="store_true",
-                       help="also store the logits in the probs files (max-logit, energy scores)")
-
-    def evaluate(g):
-        g.add_argument("-pixel", "--pixel_eval", action="store_true", help="pixel-level OoD metrics")
-        g.add_argument("-segment", "--segment_eval", action="store_true", help="segment-level FP/FN counts")
-        g.add_argument("-miou", "--miou", action="store_true",
-                       help="in-distribution mIoU on the Cityscapes val split")
-        g.add_argument("--score", default=d.score, choices=list(SCORE_RANGES),
-                       help="pixel OoD score (maxlogit and energy need --store_logits probs)")
-        g.add_argument("--bins", type=positive_int, default=d.bins,
-                       help="histogram bins of the exact protocol")
-        g.add_argument("--panels", type=nonnegative_int, default=d.panels,
-                       help="per-image picture panels to draw")
-        cityscapes_root(g, "for -miou")
-
-    def meta_classifier(g):
-        # Imported here: sklearn takes a second to load, and only the scripts with --cv use it.
-        from src.meta_classifier import CV_SCHEMES
-        g.add_argument("--segment_workers", type=positive_int, default=d.segment_workers,
-                       help="processes for the segment search")
-        g.add_argument("--cv", default=d.cv, choices=CV_SCHEMES,
-                       help="meta classifier validation: leave one segment out (paper), "
-                            "leave one image out, or k folds")
-        g.add_argument("--folds", type=positive_int, default=d.folds, help="folds for --cv kfold")
-
-    return {"paths": paths, "common": common, "training": training, "alpha": alpha,
-            "evaluation_set": evaluation_set, "meta": meta, "evaluate": evaluate,
-            "meta_classifier": meta_classifier}
-
-
-SCRIPT_GROUPS = {
-    "ood_training": ["common", "training", "alpha", "paths"],
-    "meta_classification": ["common", "evaluation_set", "alpha", "meta", "meta_classifier", "paths"],
-    # evaluation.py runs the segment search and the meta classifier when their outputs are missing
-    "evaluation": ["common", "evaluation_set", "alpha", "evaluate", "meta_classifier", "paths"],
-}
-
-
-def build_parser(script: str, defaults: RunConfig, module=user_config) -> argparse.ArgumentParser:
+def build_parser(script: str, defaults) -> argparse.ArgumentParser:
+    """The command line of `script`: a flag for each setting it accepts, defaults from `defaults`."""
     parser = _OneLineParser(prog=f"{script}.py",
                             description="Defaults come from config.py; flags override them for this run.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    groups = _flag_groups(defaults, module)
-    for name in SCRIPT_GROUPS[script]:
-        groups[name](parser.add_argument_group(name.replace("_", " ")))
+    for setting in settings():
+        if script not in setting.scripts:
+            continue
+        kwargs = dict(dest=setting.name, default=getattr(defaults, setting.name), help=setting.help)
+        if setting.switch:
+            kwargs["action"] = "store_true"
+        else:
+            if setting.check is not None:
+                kwargs["type"] = setting.check
+            if setting.choices is not None:
+                kwargs["choices"] = setting.choices()
+                kwargs["help"] += f"; one of {', '.join(kwargs['choices'])}"
+            kwargs["metavar"] = setting.name.upper()
+        parser.add_argument(*setting.option_strings, **kwargs)
     return parser
 
 
-def parse_run_config(script: str, argv=None, module=user_config) -> RunConfig:
+def _combination_problems(cfg, script) -> list:
+    """Flags that are fine alone but not together (checked before any work)."""
+    problems = []
+    if script == TRAIN and cfg.no_init_ckpt and cfg.training_starting_epoch > 0:
+        problems.append("--no_init_ckpt only applies to -epoch 0 (a resumed run loads its checkpoint)")
+    if script in INFERENCE and cfg.ckpt and cfg.val_epoch == 0:
+        problems.append("--ckpt names the evaluated OoD-trained checkpoint: use it with -epoch E > 0 "
+                        "(epoch 0 is --init_ckpt)")
+    return problems
+
+
+def parse_run_config(script: str, argv=None, module=None):
     """config.py's defaults with this run's flags applied; exits 2 on invalid values."""
     try:
         defaults = default_config(module)
     except ConfigError as err:
         _OneLineParser(prog=f"{script}.py").exit(2, f"{script}.py: error: {err}\n")
-    parser = build_parser(script, defaults, module)
+    parser = build_parser(script, defaults)
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     cfg = dataclasses.replace(defaults, **args)
-    problems = config_problems(cfg, args, module)  # only the settings this script has
+    problems = config_problems(cfg, script) + _combination_problems(cfg, script)
     if problems:
         parser.error("; ".join(problems))
-    if cfg.no_init_ckpt and cfg.training_starting_epoch > 0:
-        parser.error("--no_init_ckpt only applies to -epoch 0 (a resumed run loads its checkpoint)")
     return cfg
 
-
-def init_ckpt_path(cfg: RunConfig) -> str:
-    return cfg.init_ckpt or os.path.join(cfg.io_root, "weights", f"{cfg.MODEL}.pth")

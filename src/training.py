@@ -18,15 +18,15 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from src import paths
+from src.run_log import progress
 from src.atomic import atomic_path
 from src.errors import MetaOodError
 from src.dataset import DATASETS, build_dataset, training_transform
 from src.loss import entropy_maximization_loss
 from src.model import checkpoint_state_dict, default_device, load_network, read_checkpoint
-from src.settings import RunConfig, init_ckpt_path
+from src.settings import RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _starting_checkpoint(cfg: RunConfig, epoch: int, saved):
     elif cfg.no_init_ckpt:
         return None, None
     else:
-        path = init_ckpt_path(cfg)
+        path = paths.init_ckpt_path(cfg)
         if not os.path.exists(path):
             raise TrainingError(f"initial checkpoint {path} does not exist (--init_ckpt; "
                                 "--no_init_ckpt starts from random weights on purpose)")
@@ -201,7 +201,7 @@ def _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary):
     model.train()
     total, count = 0.0, 0
     iterations = min(cfg.max_iters, len(loader)) if cfg.max_iters else len(loader)
-    bar = tqdm(itertools.islice(loader, iterations), desc=f"epoch {epoch + 1}", disable=not proc.is_main,
+    bar = progress(itertools.islice(loader, iterations), desc=f"epoch {epoch + 1}", disable=None if proc.is_main else True,
                total=iterations, dynamic_ncols=True)
     for it, (images, targets) in enumerate(bar):
         summary.samples_seen.extend(indices[it * cfg.batch_size:(it + 1) * cfg.batch_size])

@@ -1,5 +1,6 @@
 """Test fixtures: the repository on sys.path, the reference's golden data (tests/golden), the
 checkpoint layouts (tests/checkpoint_layouts), generated data sets."""
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TESTS = REPO / "tests"
+# Every test, and every script a test starts, reads this fixed configuration, not the user's config.py.
+os.environ["META_OOD_CONFIG"] = str(TESTS / "fixed_config.py")
 
 
 def pytest_configure(config):

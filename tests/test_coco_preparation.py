@@ -124,7 +124,7 @@ def test_year_comes_from_the_root(coco_root, tmp_path):
     (root_2014 / "train2017").rename(root_2014 / "train2014")
     annotations_path(root_2014).rename(root_2014 / "annotations" / "instances_train2014.json")
     assert prepare_coco_segmentation(str(root_2014)) == len(expected_ids(coco_root)[0])
-    assert CocoDataset(str(root_2014)).image_paths == sorted(
+    assert CocoDataset(str(root_2014)).images == sorted(
         str(root_2014 / "train2014" / f"{i:012d}.jpg") for i in expected_ids(coco_root)[0])
 
 

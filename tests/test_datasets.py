@@ -47,7 +47,7 @@ def check_item(dataset, i, shape):
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_cityscapes(demo_data, split):
     ds = Cityscapes(demo_data["Cityscapes"], split)
-    assert len(ds) == TINY[f"n_cityscapes_{split}"] == len(ds.image_paths)
+    assert len(ds) == TINY[f"n_cityscapes_{split}"] == len(ds.images)
     assert (ds.num_classes, ds.void_id) == (19, 255)
     check_item(ds, 0, (H, W))
     assert {0, 1, 2, 10, 255} <= values(ds) <= CITYSCAPES_VALUES
@@ -94,7 +94,7 @@ def test_fishyscapes(demo_data, split):
     assert len(ds) == TINY["n_fishyscapes"] and (ds.train_id_in, ds.train_id_out) == (0, 1)
     check_item(ds, 0, (H, W))
     assert values(ds) == {0, 1, 255}
-    assert all(p.endswith(".jpg") for p in ds.image_paths)
+    assert all(p.endswith(".jpg") for p in ds.images)
     np.testing.assert_array_equal(ds.label_ids(0), np.zeros((H, W), np.uint8))
 
 

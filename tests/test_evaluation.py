@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from src import evaluation
+from src import evaluation, paths
 from src.atomic import read_json
 from src.errors import MetaOodError
 from src.scores import energy_score, normalized_entropy
@@ -43,19 +43,19 @@ def test_entropy_reads_the_probabilities_and_a_missing_logit_is_explained(cfg, t
     write_h5(path, probabilities=probs, image_path="images/0.png")
     score, image_path = evaluation._score_and(cfg, path, "image_path")
     np.testing.assert_array_equal(score, normalized_entropy(probs))
-    assert image_path == b"images/0.png"
+    assert image_path == "images/0.png"
     with pytest.raises(MetaOodError, match="missing dataset.*logits.*--store_logits"):
         evaluation._score_and(dataclasses.replace(cfg, score="maxlogit"), path)
 
 
 def test_plot_names_keep_runs_of_other_settings_apart(cfg):
     trained = dataclasses.replace(cfg, val_epoch=4, pareto_alpha=0.9, entropy_threshold=0.7, cv="loo")
-    assert evaluation.summary_plot_file(trained, "roc_pr").endswith(
+    assert paths.summary_plot_file(trained, "roc_pr").endswith(
         "fs_eval/roc_pr_epoch_4_alpha_0.9_entropy.png")
     other_run = dataclasses.replace(trained, val_epoch=2, pareto_alpha=0.5)
-    assert evaluation.summary_plot_file(other_run, "roc_pr") != evaluation.summary_plot_file(trained, "roc_pr")
-    assert evaluation.panel_file(trained, 4, 3).endswith("fs_eval/epoch_4_alpha_0.9_t0.7_loo/image_0003_entropy.png")
-    panels = {evaluation.panel_file(dataclasses.replace(trained, **change), 4, 3)
+    assert paths.summary_plot_file(other_run, "roc_pr") != paths.summary_plot_file(trained, "roc_pr")
+    assert paths.panel_file(trained, 4, 3).endswith("fs_eval/epoch_4_alpha_0.9_t0.7_loo/image_0003_entropy.png")
+    panels = {paths.panel_file(dataclasses.replace(trained, **change), 4, 3)
               for change in ({}, {"entropy_threshold": 0.5}, {"cv": "image"}, {"cv": "kfold"})}
     assert len(panels) == 4
 
@@ -79,7 +79,7 @@ def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch)
     results = evaluation.evaluate(dataclasses.replace(cfg, bins=50), pixel=False, segment=True, miou=True)
     assert results["pixel"] == pixel and results["miou"] == {"baseline": {"miou": 0.7}}
     assert results["segment"] == {"baseline": {"fp": 2, "fn": 0}} and results["config"]["bins"] == 50
-    assert read_json(evaluation.evaluation_file(cfg)) == results
-    with open(evaluation.table_file(cfg)) as f:
+    assert read_json(paths.evaluation_file(cfg)) == results
+    with open(paths.table_file(cfg)) as f:
         baseline_row = next(line for line in f if line.startswith("baseline"))
     assert baseline_row.split()[1:] == ["90.00", "20.00", "50.00", "2", "0", "-", "70.00"]

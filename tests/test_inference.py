@@ -101,6 +101,6 @@ def test_an_interrupted_run_continues_with_the_missing_images(cfg, monkeypatch):
 def test_missing_checkpoints_are_named(cfg):
     with pytest.raises(InferenceError, match=r"checkpoint of the baseline \(--init_ckpt\) not found: .*nope.pth"):
         write_probs(dataclasses.replace(cfg, init_ckpt="/nope.pth"), 0)
-    with pytest.raises(InferenceError, match=r"OoD-trained epoch 3 \(ood_training.py\) not found: "
+    with pytest.raises(InferenceError, match=r"OoD-trained epoch 3 \(ood_training.py or --ckpt\) not found: "
                                              r".*DeepLabV3\+_MobileNetV3_epoch_3_alpha_0.9.pth"):
         write_probs(cfg, 3)

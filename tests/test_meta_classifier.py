@@ -10,7 +10,7 @@ from sklearn.model_selection import KFold
 from src.errors import MetaOodError
 from src.meta_classifier import (MetaClassifierResult, classifier_scores, cross_validation_splitter,
                                  fp_fn_counts, meta_classifier_result, out_of_fold_probabilities,
-                                 segment_data, uncovered_gt_segments)
+                                 segment_data, uncovered_counts)
 
 C = 19
 HEAT_KEYS = ["", "_in", "_bd", "_rel", "_rel_in", "_var", "_var_in", "_var_bd", "_var_rel", "_var_rel_in"]
@@ -181,7 +181,7 @@ def test_messages_name_the_given_image_ids():
     with pytest.raises(MetaOodError, match=r"metrics of image 17 differ in keys from image 10's"):
         segment_data(metrics, image_ids=[10, 12, 17])
     with pytest.raises(MetaOodError, match=r"image 12: gt components map \(4, 4\) and predicted"):
-        uncovered_gt_segments([GT_0, GT_1], [PRED_0, PRED_0], [REMOVED, REMOVED], image_ids=[10, 12])
+        uncovered_counts([GT_0, GT_1], [PRED_0, PRED_0], [[REMOVED, REMOVED]], image_ids=[10, 12])[0]
 
 
 def test_scores_by_hand():
@@ -234,13 +234,13 @@ def test_fp_fn_counts_by_hand():
 
 
 def test_uncovered_gt_segments_checks_its_inputs():
-    assert uncovered_gt_segments([GT_0], [PRED_0], [[False, True, True, True]]) == 3
+    assert uncovered_counts([GT_0], [PRED_0], [[[False, True, True, True]]])[0] == 3
     with pytest.raises(ValueError, match="image 0: components map has 4 segments but 3 kept flags"):
-        uncovered_gt_segments([GT_0], [PRED_0], [[True, True, True]])
+        uncovered_counts([GT_0], [PRED_0], [[[True, True, True]]])[0]
     with pytest.raises(ValueError, match=r"image 1: gt components map \(4, 4\) and predicted components"):
-        uncovered_gt_segments([GT_0, GT_1], [PRED_0, PRED_0], [REMOVED, REMOVED])
+        uncovered_counts([GT_0, GT_1], [PRED_0, PRED_0], [[REMOVED, REMOVED]])[0]
     with pytest.raises(ValueError, match="1 gt and 2 predicted components maps, 2 kept-flag arrays"):
-        uncovered_gt_segments([GT_0], [PRED_0, PRED_1], [REMOVED, []])
+        uncovered_counts([GT_0], [PRED_0, PRED_1], [[REMOVED, []]])[0]
 
 
 class CountedReads(Sequence):

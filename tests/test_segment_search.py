@@ -12,7 +12,8 @@ from src.atomic import read_pickle
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.scores import entropy_mask
 from src.errors import MetaOodError
-from src.segment_search import output_files, read_probs, run_segment_search
+from src.probs_file import ProbsError, read_probs, write_probs_file
+from src.segment_search import output_files, run_segment_search
 from src.settings import default_config
 
 EPOCH, OOD_INDEX, N_IMAGES = 1, 1, 3
@@ -39,13 +40,7 @@ def write_probs_files(cfg, seed=0):
     rng = np.random.default_rng(seed)
     for i in range(N_IMAGES):
         probs, gt_train, gt_label = probs_image(rng)
-        path = paths.probs_file(cfg, EPOCH, i)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with h5py.File(path, "w") as f:
-            f.create_dataset("probabilities", data=probs)
-            f.create_dataset("gt_train_ids", data=gt_train)
-            f.create_dataset("gt_label_ids", data=gt_label)
-            f.create_dataset("image_path", data=f"images/{i}.png")
+        write_probs_file(paths.probs_file(cfg, EPOCH, i), probs, gt_train, gt_label, f"images/{i}.png")
 
 
 def direct_results(cfg, index):
@@ -89,7 +84,7 @@ def test_rerun_skips_finished_images(cfg):
 
 
 def test_missing_probs_folder_is_named(cfg):
-    with pytest.raises(FileNotFoundError, match="no probs files") as info:
+    with pytest.raises(ProbsError, match="no probs files") as info:
         run_segment_search(cfg, EPOCH, OOD_INDEX)
     assert paths.probs_dir(cfg, EPOCH) in str(info.value)
 
@@ -101,7 +96,7 @@ def test_probs_file_without_a_dataset_is_named(cfg, workers):
     broken = paths.probs_file(cfg, EPOCH, 2)
     with h5py.File(broken, "a") as f:
         del f["gt_label_ids"]
-    with pytest.raises(ValueError, match="missing dataset.*gt_label_ids") as info:
+    with pytest.raises(ProbsError, match="missing dataset.*gt_label_ids") as info:
         run_segment_search(cfg, EPOCH, OOD_INDEX)
     assert broken in str(info.value)
     assert not os.path.exists(paths.metrics_file(cfg, EPOCH, 2))
@@ -112,7 +107,7 @@ def test_unreadable_probs_file_is_named(cfg):
     broken = paths.probs_file(cfg, EPOCH, 0)
     with open(broken, "wb") as f:
         f.write(b"not hdf5")
-    with pytest.raises(OSError, match="not a readable HDF5 probs file") as info:
+    with pytest.raises(ProbsError, match="not a readable HDF5 probs file") as info:
         run_segment_search(cfg, EPOCH, OOD_INDEX)
     assert broken in str(info.value)
 
@@ -135,4 +130,4 @@ def test_read_probs_returns_the_named_datasets_in_order(cfg):
     write_probs_files(cfg)
     path = paths.probs_file(cfg, EPOCH, 1)
     gt_train, image_path = read_probs(path, ("gt_train_ids", "image_path"))
-    assert gt_train.shape == (24, 32) and image_path == b"images/1.png"
+    assert gt_train.shape == (24, 32) and image_path == "images/1.png"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import config
 from src import paths
-from src.settings import default_config, parse_run_config
+from src.settings import REPOSITORY, default_config, load_config_module, parse_run_config
+
+config = load_config_module(REPOSITORY / "config.py")  # the shipped defaults
 
 REFERENCE_PARAMS = {
     "training_starting_epoch": 0,
@@ -24,13 +25,14 @@ REFERENCE_PARAMS = {
 }
 
 
-def test_defaults_equal_the_reference():
-    cfg = default_config()
+@pytest.mark.parametrize("module", [config, load_config_module()], ids=["config.py", "tests/fixed_config.py"])
+def test_defaults_equal_the_reference(module):
+    cfg = default_config(module)
     for name, value in REFERENCE_PARAMS.items():
         assert getattr(cfg, name) == value, name
-    assert config.TRAINSETS == ["Cityscapes+COCO"]
-    assert config.VALSETS == ["LostAndFound", "Fishyscapes"]
-    assert config.MODELS[:2] == ["DeepLabV3+_WideResNet38", "DualGCNNet_res50"]
+    assert module.TRAINSETS == ["Cityscapes+COCO"]
+    assert module.VALSETS == ["LostAndFound", "Fishyscapes"]
+    assert module.MODELS[:2] == ["DeepLabV3+_WideResNet38", "DualGCNNet_res50"]
     assert (cfg.TRAINSET, cfg.VALSET, cfg.MODEL) == ("Cityscapes+COCO", "LostAndFound",
                                                      "DeepLabV3+_WideResNet38")
     assert cfg.fishyscapes_split == "Static"
@@ -89,7 +91,7 @@ def test_each_flag_reaches_the_configuration(script, argv, field, value):
 
 def test_flags_do_not_touch_the_config_module():
     before = (config.MODEL, dict(config.params))
-    parse_run_config("ood_training", ["-model", "DualGCNNet_res50", "-alpha", "0.3"])
+    parse_run_config("ood_training", ["-model", "DualGCNNet_res50", "-alpha", "0.3"], module=config)
     assert (config.MODEL, config.params) == before
 
 
@@ -171,7 +173,7 @@ def test_a_missing_or_unknown_config_py_setting_is_one_line(capsys):
     err = _one_line_error("ood_training", [], bad, capsys)
     assert "config.py lacks params['entropy_threshold']; config.py has unknown params['entropy_treshold']" in err
     del bad.SEED
-    assert "config.py lacks SEED, params['entropy_threshold']" in _one_line_error("evaluation", [], bad, capsys)
+    assert "config.py lacks params['entropy_threshold'], SEED" in _one_line_error("evaluation", [], bad, capsys)
 
 
 @pytest.mark.parametrize("script", ["ood_training", "meta_classification", "evaluation"])
@@ -179,9 +181,9 @@ def test_help_lists_flags_with_defaults(script):
     out = subprocess.run([sys.executable, f"{script}.py", "-h"], capture_output=True, text=True,
                          cwd=paths_repo(), env={**os.environ, "COLUMNS": "250"})
     assert out.returncode == 0, out.stderr
-    assert "-model MODEL, --MODEL MODEL" in out.stdout
+    assert "-model MODEL, --model MODEL, --MODEL MODEL" in out.stdout
     assert "(default: DeepLabV3+_WideResNet38)" in out.stdout
-    assert "-alpha PARETO_ALPHA, --pareto_alpha PARETO_ALPHA" in out.stdout
+    assert "-alpha PARETO_ALPHA, --alpha PARETO_ALPHA, --pareto_alpha PARETO_ALPHA" in out.stdout
 
 
 def paths_repo():
@@ -197,3 +199,84 @@ def test_output_layout_names():
     assert paths.metrics_file(cfg, 1, 7).endswith("laf_eval/metaseg_io/metrics/epoch_1_alpha_0.9_t0.7/0007.p")
     assert paths.components_file(cfg, 0, 12, gt=True).endswith(
         "laf_eval/metaseg_io/components/baseline_t0.7_gt/0012.p")
+
+
+@pytest.mark.parametrize("script, argv, field, value", [
+    ("ood_training", ["--model", "DualGCNNet_res50"], "MODEL", "DualGCNNet_res50"),
+    ("ood_training", ["--alpha", "0.5"], "pareto_alpha", 0.5),
+    ("ood_training", ["--epoch", "2"], "training_starting_epoch", 2),
+    ("ood_training", ["--nepochs", "3"], "num_training_epochs", 3),
+    ("ood_training", ["--lr", "1e-4"], "learning_rate", 1e-4),
+    ("ood_training", ["--crop", "256"], "crop_size", 256),
+    ("ood_training", ["--train", "Cityscapes+COCO"], "TRAINSET", "Cityscapes+COCO"),
+    ("meta_classification", ["--metaseg_prepare"], "pre_process", True),
+    ("meta_classification", ["--prepare"], "pre_process", True),
+    ("meta_classification", ["--segment"], "segment_search", True),
+    ("meta_classification", ["--removal"], "fp_removal", True),
+    ("meta_classification", ["--val", "Fishyscapes"], "VALSET", "Fishyscapes"),
+    ("meta_classification", ["--epoch", "0"], "val_epoch", 0),
+    ("meta_classification", ["--threshold", "0.4"], "entropy_threshold", 0.4),
+    ("evaluation", ["-train", "Cityscapes+COCO"], "TRAINSET", "Cityscapes+COCO"),
+    ("evaluation", ["--epoch", "4"], "val_epoch", 4),
+    ("evaluation", ["--segment"], "segment_eval", True),
+    ("evaluation", ["--pixel"], "pixel_eval", True),
+    ("evaluation", ["--ckpt", "/w/meta_ood_dlv3.pth", "-epoch", "4"], "ckpt", "/w/meta_ood_dlv3.pth"),
+])
+def test_conventional_long_forms_and_the_references_flags(script, argv, field, value):
+    assert getattr(parse_run_config(script, argv), field) == value
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("meta_classification", ["--val", "0"], "invalid choice: '0'"),  # not an abbreviation of --val_epoch
+    ("meta_classification", ["--val_ep", "0"], "unrecognized arguments: --val_ep"),
+    ("ood_training", ["--pareto", "0.5"], "unrecognized arguments: --pareto"),
+    ("evaluation", ["--bins", "1"], "--bins: expected an integer >= 2, got 1"),
+    ("evaluation", ["--folds", "1"], "--folds: expected an integer >= 2, got 1"),
+    ("evaluation", ["--ckpt", "x.pth", "-epoch", "0"], "--ckpt names the evaluated OoD-trained checkpoint"),
+])
+def test_abbreviations_and_invalid_combinations_exit_2(script, argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_run_config(script, argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_io_root_none_in_config_py_is_one_line(capsys):
+    err = _one_line_error("evaluation", [], _config_module(IO_ROOT=None), capsys)
+    assert "io_root (--io_root): expected a path (a string), got None (from config.py IO_ROOT)" in err
+
+
+def test_a_setting_declared_once_reaches_help_validation_and_the_run_configuration(monkeypatch, capsys):
+    from src import settings
+    new = settings.Setting("smoothing", "label smoothing of the loss", (settings.TRAIN,), ("--smoothing",),
+                           "params", check=settings.fraction_value)
+    monkeypatch.setattr(settings, "_DECLARED", settings._DECLARED + [new])
+    module = _config_module(params={"smoothing": 0.1})
+    assert parse_run_config("ood_training", [], module=module).smoothing == 0.1
+    assert parse_run_config("ood_training", ["--smoothing", "0.2"], module=module).smoothing == 0.2
+    help_text = settings.build_parser("ood_training", default_config(module)).format_help()
+    assert "--smoothing SMOOTHING" in help_text and "label smoothing of the loss (default: 0.1)" in help_text
+    assert "smoothing (--smoothing): expected a number in [0, 1], got 2 (from config.py params['smoothing'])" in \
+        _one_line_error("ood_training", [], _config_module(params={"smoothing": 2}), capsys)
+    assert "config.py lacks params['smoothing']" in _one_line_error("ood_training", [], _config_module(), capsys)
+    with pytest.raises(SystemExit):  # not a flag of the scripts it was not declared for
+        parse_run_config("evaluation", ["--smoothing", "0.2"], module=module)
+
+
+def test_a_config_file_elsewhere_is_read_and_a_broken_one_is_one_line(tmp_path, capsys):
+    own = tmp_path / "my_config.py"
+    own.write_text((REPOSITORY / "config.py").read_text().replace('IO_ROOT = "/home/user/io/ood_detection"',
+                                                                  'IO_ROOT = "/mine"'))
+    assert default_config(load_config_module(own)).io_root == "/mine"
+    broken = tmp_path / "broken.py"
+    broken.write_text("params = {\n")
+    os.environ["META_OOD_CONFIG"], saved = str(broken), os.environ["META_OOD_CONFIG"]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            parse_run_config("evaluation", [])
+    finally:
+        os.environ["META_OOD_CONFIG"] = saved
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{broken}: cannot be read: SyntaxError" in err and err.count("\n") == 1

@@ -100,9 +100,10 @@ class SegmentationDataset(Dataset):
             for image, target in zip(images, targets):
                 require_same_size(image, image_size(image), target, image_size(target))
 
-    @property
-    def image_paths(self) -> list:
-        return self.images
+    @classmethod
+    def from_config(cls, cfg, split, transform=None):
+        """The data set at the run's root of it (cls.spec.root)."""
+        return cls(getattr(cfg, cls.spec.root_setting), split, transform)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -2,7 +2,9 @@
 gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png, or _labelIds.png mapped on the fly."""
 from torchvision.datasets import Cityscapes as _TorchvisionCityscapes
 
-from src.dataset.base import VOID_ID, CityLayoutDataset, lookup_table
+from src.dataset.base import IMAGE_SUFFIX, VOID_ID, CityLayoutDataset, lookup_table
+from src.dataset.spec import DatasetSpec, Split
+from src.settings import SCRIPTS
 
 # The official label table (cityscapesscripts' helpers.labels, as torchvision ships it);
 # its train ids 255 and -1 (license plate, id -1: never in a label image) are void.
@@ -11,12 +13,11 @@ LABEL_TO_TRAIN_ID = lookup_table((c.id, c.train_id) for c in _TorchvisionCitysca
 
 
 class Cityscapes(CityLayoutDataset):
+    spec = DatasetSpec("Cityscapes", "source", "CITYSCAPES_ROOT",
+                       f"leftImg8bit/<split>/<city>/<name>{IMAGE_SUFFIX}, gtFine/<split>/<city>/<name>_gtFine_labelIds.png",
+                       {"train": Split(frames=2975), "val": Split(frames=500)}, SCRIPTS)
     label_folder = "gtFine"
     lut = LABEL_TO_TRAIN_ID
 
     def __init__(self, root: str, split: str = "train", transform=None):
         super().__init__(root, split, transform)
-
-    @classmethod
-    def from_config(cls, cfg, split=None, transform=None):
-        return cls(cfg.cityscapes_root, split or "train", transform)

@@ -6,6 +6,7 @@ from torch.utils.data import Dataset
 from src.dataset.base import VOID_ID, DatasetError
 from src.dataset.cityscapes import Cityscapes
 from src.dataset.coco import COCO
+from src.dataset.spec import DatasetSpec
 from src.dataset.transforms import apply_transform, evaluation_transform
 
 
@@ -16,6 +17,7 @@ class CityscapesCOCO(Dataset):
     trained as road with weight (1 - alpha). That is what the reference did and what produced
     the published numbers, so it is the default; `coco_background_void` makes it void instead.
     """
+    spec = DatasetSpec("Cityscapes+COCO", "train", None, "the Cityscapes and COCO roots")
     num_classes = Cityscapes.num_classes
     void_id = VOID_ID
     train_id_in = COCO.train_id_in
@@ -50,10 +52,6 @@ class CityscapesCOCO(Dataset):
     @property
     def images(self) -> list:
         return self.cityscapes.images + [self.coco.images[j] for j in self.coco_indices]
-
-    @property
-    def image_paths(self) -> list:
-        return self.images
 
     def __len__(self) -> int:
         return len(self.cityscapes) + self.num_coco

@@ -4,6 +4,8 @@ preparation/prepare_coco_segmentation.py writes, <root>/annotations/ood_seg_<spl
 import os
 
 from src.dataset.base import SegmentationDataset, find_files, require_dir, require_file
+from src.dataset.spec import DatasetSpec, Split
+from src.settings import TRAIN
 
 
 def year(root: str) -> str:
@@ -24,6 +26,9 @@ def masks_dir(root: str, split: str) -> str:
 
 
 class COCO(SegmentationDataset):
+    spec = DatasetSpec("COCO", "source", "COCO_ROOT",
+                       "<year>/annotations/instances_<split><year>.json, <split><year>/<id:012d>.jpg (the root "
+                       "ends in the year)", {"train": Split()}, (TRAIN,))
     train_id_in = 0
     train_id_out = 254
 
@@ -40,7 +45,3 @@ class COCO(SegmentationDataset):
         # Sizes are checked when an item is loaded, not here: the prepared training split has
         # tens of thousands of files and the trainer only ever loads a subset of them per epoch.
         super().__init__(images, targets, transform, check_sizes=False)
-
-    @classmethod
-    def from_config(cls, cfg, split=None, transform=None):
-        return cls(cfg.coco_root, split or "train", transform)

@@ -3,11 +3,15 @@ with the <name>.jpg image beside each; splits "Static" and "LostAndFound"."""
 import os
 
 from src.dataset.base import SegmentationDataset, find_files, require_dir, require_file
-
-SPLITS = ("Static", "LostAndFound")
+from src.dataset.spec import DatasetSpec, Split
+from src.settings import INFERENCE
 
 
 class Fishyscapes(SegmentationDataset):
+    # fs_eval is the reference's folder (of the Static split)
+    spec = DatasetSpec("Fishyscapes", "eval", "FISHYSCAPES_ROOT", "<split>/<name>.png with <name>.jpg beside it",
+                       {"Static": Split("fs_eval", 30), "LostAndFound": Split("fs_laf_eval", 100)}, INFERENCE,
+                       split_setting="FISHYSCAPES_SPLIT")
     train_id_in = 0
     train_id_out = 1
 
@@ -19,7 +23,3 @@ class Fishyscapes(SegmentationDataset):
         images = [require_file(t[:-4] + ".jpg", "image file", t) for t in targets]
         self.split = split
         super().__init__(images, targets, transform)
-
-    @classmethod
-    def from_config(cls, cfg, split=None, transform=None):
-        return cls(cfg.fishyscapes_root, split or cfg.fishyscapes_split, transform)

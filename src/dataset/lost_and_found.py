@@ -1,6 +1,8 @@
 """LostAndFound (evaluation): leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png with
 gtCoarse/<split>/<city>/<base>_gtCoarse_labelIds.png (or a pre-generated _labelTrainIds.png)."""
 from src.dataset.base import CityLayoutDataset, lookup_table
+from src.dataset.spec import DatasetSpec, Split
+from src.settings import INFERENCE
 
 FREE_ID = 1
 OBJECT_IDS = (*range(2, 31), 32, 35, 40, 41, 42)
@@ -13,6 +15,10 @@ LABEL_TO_TRAIN_ID = lookup_table([(FREE_ID, TRAIN_ID_IN)] + [(i, TRAIN_ID_OUT) f
 
 
 class LostAndFound(CityLayoutDataset):
+    spec = DatasetSpec("LostAndFound", "eval", "LOSTANDFOUND_ROOT",
+                       "leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png, "
+                       "gtCoarse/<split>/<city>/<city>_<seq>_<frame>_gtCoarse_labelIds.png",
+                       {"test": Split("laf_eval", 1203)}, INFERENCE)
     train_id_in = TRAIN_ID_IN
     train_id_out = TRAIN_ID_OUT
     label_folder = "gtCoarse"
@@ -21,7 +27,3 @@ class LostAndFound(CityLayoutDataset):
 
     def __init__(self, root: str, split: str = "test", transform=None):
         super().__init__(root, split, transform)
-
-    @classmethod
-    def from_config(cls, cfg, split=None, transform=None):
-        return cls(cfg.lostandfound_root, split or "test", transform)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from src.model import wider_resnet
+from src.model.wider_resnet import LOW_LEVEL_CHANNELS, OUT_CHANNELS, wider_resnet38_modules
 
 
 def upsample(x, size):
@@ -65,9 +65,9 @@ class DeepLabV3PlusWideResNet38(DeepLabV3PlusDecoder):
 
     def __init__(self, num_classes=19):
         super().__init__()
-        for name, module in wider_resnet.wider_resnet38_modules().items():
+        for name, module in wider_resnet38_modules().items():
             self.add_module(name, module)
-        self._add_decoder(wider_resnet.OUT_CHANNELS, wider_resnet.LOW_LEVEL_CHANNELS, num_classes,
+        self._add_decoder(OUT_CHANNELS, LOW_LEVEL_CHANNELS, num_classes,
                           aspp_ch=256, rates=(12, 24, 36), skip_ch=48, decoder_ch=256)
 
     def forward(self, x):

@@ -1,0 +1,55 @@
+"""What the rest of the project needs to know about a data set, declared once beside its class.
+
+Each data set class has a `spec`; the registry (src/dataset/__init__.py) lists the classes.
+From the spec come the data set's root setting (config.py variable `root`, flag
+--<root in lower case>), the setting that picks its split (if any), its output folder below
+meta_ood_<MODEL> (evaluation sets) and the frame count of its official download, checked
+when it is loaded (another count is a warning, as the benchmarks' code does).
+"""
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("train", "eval", "source")  # -train choice, -val choice, part of another set
+
+
+@dataclass(frozen=True)
+class Split:
+    output: Optional[str] = None   # evaluation output folder below meta_ood_<MODEL>
+    frames: Optional[int] = None   # frames of the official download
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str                      # as config.py and the flags name it
+    role: str                      # one of ROLES
+    root: Optional[str]            # config.py variable of its root (None: built from other sets)
+    layout: str                    # the expected files below the root, for help texts and errors
+    splits: dict = field(default_factory=dict)   # split name -> Split; the first is the default
+    scripts: tuple = ()            # the scripts that accept its root flag
+    split_setting: Optional[str] = None  # config.py variable that picks the split (None: the default)
+
+    @property
+    def root_setting(self) -> Optional[str]:
+        """The RunConfig field (and flag without dashes) of the root."""
+        return self.root.lower() if self.root else None
+
+    @property
+    def default_split(self) -> Optional[str]:
+        return next(iter(self.splits), None)
+
+    def split_of(self, cfg) -> str:
+        """The split a run uses: the split setting's value, else the default."""
+        return getattr(cfg, self.split_setting.lower()) if self.split_setting else self.default_split
+
+    def output(self, cfg) -> str:
+        """The evaluation output folder of the run's split."""
+        return self.splits[self.split_of(cfg)].output
+
+    def check_frames(self, split: str, frames: int) -> None:
+        expected = self.splits.get(split, Split()).frames
+        if expected is not None and frames != expected:
+            logger.warning("%s %s: %d frames found, the official download has %d", self.name, split, frames,
+                           expected)

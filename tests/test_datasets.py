@@ -19,7 +19,7 @@ from tests.fixtures_data import TINY
 
 H, W = TINY["height"], TINY["width"]
 CITYSCAPES_VALUES = set(range(19)) | {255}
-LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42]
+LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42, 43]  # 43: "Kid (crawling)"
 LAF_NON_HAZARDS = [31, 33, 34, 36, 37, 38, 39]
 N_COCO_KEPT = 5
 
@@ -116,7 +116,7 @@ def _folder(root, kind):
 
 
 @pytest.mark.parametrize("ids, train_id", [
-    ([0, 43, 100, 254, 255], 255),  # unlabeled (and any id not in the table): void
+    ([0, 44, 100, 254, 255], 255),  # unlabeled (and any id not in the table): void
     ([1], 1),  # free road: in-distribution
     (LAF_OBJECTS, 2),  # obstacles: OoD
     (LAF_NON_HAZARDS, 0),  # random non-hazards: neither

@@ -18,7 +18,7 @@ from preparation.make_demo_data import DemoDataError, main, make_demo_data, unco
 from src.errors import run_main
 from tests.fixtures_data import TINY
 
-LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42]
+LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42, 43]
 
 
 def files(root) -> dict:

@@ -23,7 +23,6 @@ from src import paths
 from src.atomic import atomic_path, read_json, read_pickle, write_json
 from src.component_metrics import ComponentAccumulator
 from src.dataset import DATASETS, build_dataset
-from src.dataset.base import read_rgb
 from src.fp_removal import remove_false_positives, removed_segments
 from src.inference import default_device, network_at_epoch, network_outputs, write_probs
 from src.miou import class_ious, confusion_matrix, mean_iou
@@ -152,15 +151,16 @@ def segment_evaluation(cfg):
 
 def _draw_panels(cfg, epoch, removed):
     """The picture of each of the first cfg.panels images (image, truth, score, segments)."""
-    dataset = DATASETS[cfg.VALSET]
-    for i in probs_indices(cfg, epoch)[:cfg.panels]:
-        path = panel_file(cfg, epoch, i)
-        if os.path.exists(path):
-            continue
-        score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
-                                                 "image_path")
-        plot_image_panel(path, read_rgb(image_path.decode()), gt_train, dataset.train_id_in, dataset.train_id_out,
-                         score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
+    missing = [i for i in probs_indices(cfg, epoch)[:cfg.panels] if not os.path.exists(panel_file(cfg, epoch, i))]
+    if not missing:
+        return
+    # The image comes from the data set, not from the probs file's image_path: some images are
+    # composed (Fishyscapes Static: a Cityscapes image plus an overlay), and probs i is item i.
+    dataset = build_dataset(cfg.VALSET, cfg)
+    for i in missing:
+        score, gt_train = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids")
+        plot_image_panel(panel_file(cfg, epoch, i), dataset.read_image(i), gt_train, dataset.train_id_in,
+                         dataset.train_id_out, score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
                          f"{cfg.VALSET} image {i}, {paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
 

@@ -31,11 +31,11 @@ COCO images (their context) instead of on the objects, and that does not carry o
 obstacles in street scenes.
 
 Default counts (a demo of about 3 minutes on a CPU): 80 Cityscapes train and 16 val scenes; 80 COCO images,
-of which those with index % 4 == 1 contain an excluded class (person, car, ...) and those with
-index % 5 == 3 are smaller than 480 px on one side, so 48 survive the preparation filter (24 are
-drawn per epoch at the demo's subsampling factor 0.3); 16 LostAndFound test scenes; 8
-Fishyscapes scenes per split. The default size is 128x256 (COCO images are 480..520 px a side,
-as the filter needs).
+of which those coco_has_excluded_class() picks contain an excluded class (person, car, ...) and
+those coco_is_small() picks are smaller than 480 px on one side, so coco_kept_count(80) = 48
+survive the preparation filter (24 are drawn per epoch at the demo's subsampling factor 0.3);
+16 LostAndFound test scenes; 8 Fishyscapes scenes per split. The default size is 128x256 (COCO
+images are 480..520 px a side, as the filter needs).
 
 Deterministic: every image has its own generator seeded by (seed, data set, index), so the same
 seed gives byte-identical files and changing one count leaves the other images unchanged.
@@ -709,22 +709,42 @@ def coco_image_shape(rng, small: bool) -> tuple:
     return tuple(sides)
 
 
+def coco_has_excluded_class(index: int) -> bool:
+    """Whether COCO-like image `index` has an object of an excluded class (person, car, ...)."""
+    return index % 4 == 1
+
+
+def coco_is_small(index: int) -> bool:
+    """Whether COCO-like image `index` has a side below 480 px."""
+    return index % 5 == 3
+
+
+def coco_has_crowd(index: int) -> bool:
+    """Whether COCO-like image `index` has a crowd region (uncompressed RLE) besides its objects."""
+    return index % 3 == 0
+
+
+def coco_kept_count(count: int) -> int:
+    """How many of `count` COCO-like images the preparation filter keeps."""
+    return sum(not (coco_has_excluded_class(i) or coco_is_small(i)) for i in range(count))
+
+
 def make_coco(root, count: int, seed: int, year: str = "2017", split: str = "train") -> None:
-    """Images <root>/<split><year>/<id:012d>.jpg and annotations/instances_<split><year>.json.
-    Index i % 4 == 1: one object is of an excluded class; i % 5 == 3: a side below 480 px;
-    i % 3 == 0: the image also has a crowd region (uncompressed RLE)."""
+    """Images <root>/<split><year>/<id:012d>.jpg (in the order of their ids, which `index` counts)
+    and annotations/instances_<split><year>.json."""
     ids = sorted(int(i) + 1 for i in item_rng(seed, "coco_ids", 0).choice(999_999, count, replace=False))
     excluded = [c for c, _, _ in COCO_CATEGORIES if c in COCO_EXCLUDED]
     kept = [c for c, _, _ in COCO_CATEGORIES if c not in COCO_EXCLUDED]
     images, annotations = [], []
     for i, image_id in enumerate(ids):
         rng = item_rng(seed, "coco", i)
-        shape = coco_image_shape(rng, small=i % 5 == 3)
+        shape = coco_image_shape(rng, small=coco_is_small(i))
         picture = ground_backdrop(rng, shape)
-        for k, (segmentation, crowd) in enumerate(coco_segmentations(rng, shape, crowd=i % 3 == 0)):
+        for k, (segmentation, crowd) in enumerate(coco_segmentations(rng, shape, crowd=coco_has_crowd(i))):
             mask = decoded(segmentation, shape)
             fill(picture, mask, lambda patch: unfamiliar_texture(rng, patch))
-            category = excluded[rng.integers(len(excluded))] if i % 4 == 1 and k == 0 else kept[rng.integers(len(kept))]
+            excluded_one = coco_has_excluded_class(i) and k == 0
+            category = excluded[rng.integers(len(excluded))] if excluded_one else kept[rng.integers(len(kept))]
             rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
                                 "segmentation": segmentation, "area": int(mask.sum()),

@@ -13,7 +13,7 @@ from PIL import Image
 from preparation.make_demo_data import demo_roots, make_demo_data
 from preparation.prepare_coco_segmentation import prepare_coco_segmentation
 
-# 10 COCO images: indices 1, 5, 9 hold an excluded class and 3, 8 are small, so 5 survive.
+# 10 COCO images, of which make_demo_data.coco_kept_count(10) survive the preparation filter.
 TINY = dict(height=48, width=96, n_cityscapes_train=10, n_cityscapes_val=3, n_coco=10,
             n_lostandfound=4, n_fishyscapes=3, seed=0)
 

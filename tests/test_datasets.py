@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from preparation.make_demo_data import coco_kept_count
 from src.dataset import (COCO, DATASETS, Cityscapes, CityscapesCOCO, DatasetError, Fishyscapes, LostAndFound,
                          build_dataset)
 from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_transform, training_transform
@@ -22,7 +23,7 @@ H, W = TINY["height"], TINY["width"]
 CITYSCAPES_VALUES = set(range(19)) | {255}
 LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42, 43]  # 43: "Kid (crawling)"
 LAF_NON_HAZARDS = [31, 33, 34, 36, 37, 38, 39]
-N_COCO_KEPT = 5
+N_COCO_KEPT = coco_kept_count(TINY["n_coco"])
 
 
 def values(dataset) -> set:
@@ -227,7 +228,7 @@ def test_mix_labels(demo_data):
 
 
 def test_mix_needs_enough_coco(demo_data):
-    with pytest.raises(DatasetError, match=r"10 COCO images wanted.*only 5 prepared"):
+    with pytest.raises(DatasetError, match=f"10 COCO images wanted.*only {N_COCO_KEPT} prepared"):
         mix(demo_data, 1.0)
 
 
@@ -245,7 +246,7 @@ def test_build_dataset_from_config(demo_data):
                               lostandfound_root=demo_data["LostAndFound"],
                               fishyscapes_root=demo_data["Fishyscapes"], fishyscapes_split="LostAndFound",
                               ood_subsampling_factor=0.3)
-    lengths = {"Cityscapes": 10, "COCO": 5, "Cityscapes+COCO": 13, "LostAndFound": 4, "Fishyscapes": 3}
+    lengths = {"Cityscapes": 10, "COCO": N_COCO_KEPT, "Cityscapes+COCO": 13, "LostAndFound": 4, "Fishyscapes": 3}
     for name, cls in DATASETS.items():
         ds = build_dataset(name, cfg)
         assert type(ds) is cls and len(ds) == lengths[name]

@@ -14,7 +14,8 @@ from pycocotools.coco import COCO
 from torchvision.datasets import Cityscapes as TorchvisionCityscapes
 
 from preparation.demo import default_root
-from preparation.make_demo_data import DemoDataError, main, make_demo_data, uncompressed_rle
+import preparation.make_demo_data as make_demo_data_module
+from preparation.make_demo_data import DemoDataError, coco_kept_count, main, make_demo_data, uncompressed_rle
 from src.errors import run_main
 from tests.fixtures_data import TINY
 
@@ -113,6 +114,11 @@ def test_coco_annotations_are_genuine(demo_raw):
             (image["width"], image["height"])
     names = {c["name"] for c in data["categories"]}
     assert {"person", "car", "traffic light", "stop sign"} <= names
+
+
+def test_the_documented_coco_count_is_the_rules_count():
+    n_coco = make_demo_data_module.parse_args([]).n_coco
+    assert f"coco_kept_count({n_coco}) = {coco_kept_count(n_coco)}" in make_demo_data_module.__doc__
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (30, 20)])

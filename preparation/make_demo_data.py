@@ -6,6 +6,12 @@ Under <root>/:
     COCO/2017/annotations/instances_train2017.json, COCO/2017/train2017/<id:012d>.jpg
     lost_and_found/leftImg8bit/test/<city>/..._leftImg8bit.png, gtCoarse/test/<city>/..._gtCoarse_labelIds.png
     fishyscapes/{Static,LostAndFound}/<name>.png (labels 0/1/255) beside <name>.jpg
+or, with --fishyscapes_layout official, the Fishyscapes archives' files (docs/BENCHMARKS.md section 1):
+    fishyscapes/Static/<fs id:04d>_<Cityscapes val frame id>_labels.png with ..._rgb.npz, the overlay
+        on that generated Cityscapes val scene (the first n_fishyscapes of them),
+    fishyscapes/LostAndFound/<fs id:04d>_<LostAndFound frame id>_labels.png, those frames' scenes
+        written to lost_and_found/ as well: leftImg8bit/{train,test}/ and gtCoarse/{train,test}/
+        (the train split for even fs ids, the test split for odd ones)
 
 The Cityscapes-like scenes are perspective street views painted from textured shapes; every
 class has its own colour and texture statistics (with variation per instance and per image) and
@@ -25,11 +31,11 @@ COCO images (their context) instead of on the objects, and that does not carry o
 obstacles in street scenes.
 
 Default counts (a demo of about 3 minutes on a CPU): 80 Cityscapes train and 16 val scenes; 80 COCO images,
-of which those with index % 4 == 1 contain an excluded class (person, car, ...) and those with
-index % 5 == 3 are smaller than 480 px on one side, so 48 survive the preparation filter (24 are
-drawn per epoch at the demo's subsampling factor 0.3); 16 LostAndFound test scenes; 8
-Fishyscapes scenes per split. The default size is 128x256 (COCO images are 480..520 px a side,
-as the filter needs).
+of which those coco_has_excluded_class() picks contain an excluded class (person, car, ...) and
+those coco_is_small() picks are smaller than 480 px on one side, so coco_kept_count(80) = 48
+survive the preparation filter (24 are drawn per epoch at the demo's subsampling factor 0.3);
+16 LostAndFound test scenes; 8 Fishyscapes scenes per split. The default size is 128x256 (COCO
+images are 480..520 px a side, as the filter needs).
 
 Deterministic: every image has its own generator seeded by (seed, data set, index), so the same
 seed gives byte-identical files and changing one count leaves the other images unchanged.
@@ -101,6 +107,7 @@ COCO_SMALL_SIDE = (320, 471)
 COCO_OBJECT_DENSITY = 1.2
 COCO_OBJECT_RADIUS = (3.0, 36.0)
 SEED_FILE = "demo_seed.txt"
+FISHYSCAPES_LAYOUTS = ("preconverted", "official")
 STREAMS = {"cityscapes_train": 1, "cityscapes_val": 2, "coco": 3, "lost_and_found": 4,
            "fishyscapes_Static": 5, "fishyscapes_LostAndFound": 6, "coco_ids": 7}
 
@@ -535,46 +542,101 @@ def lost_and_found_scene(rng, shape) -> tuple:
     return to_uint8(image), labels
 
 
+def lost_and_found_name(i: int, frame: int) -> str:
+    """<city>_<seq>_<frame> of the i-th LostAndFound-like scene."""
+    return f"{LAF_CITIES[i % len(LAF_CITIES)]}_{i // len(LAF_CITIES):06d}_{frame:06d}"
+
+
+def write_lost_and_found_frame(root, split: str, name: str, image, labels) -> None:
+    city = name.rsplit("_", 2)[0]
+    write_image(Path(root, "leftImg8bit", split, city, f"{name}_leftImg8bit.png"), image)
+    write_image(Path(root, "gtCoarse", split, city, f"{name}_gtCoarse_labelIds.png"), labels)
+
+
 def make_lost_and_found(root, count: int, shape, seed: int) -> None:
     for i in range(count):
-        city = LAF_CITIES[i % len(LAF_CITIES)]
-        name = f"{city}_{i // len(LAF_CITIES):06d}_{10 * i:06d}"
         image, labels = lost_and_found_scene(item_rng(seed, "lost_and_found", i), shape)
-        write_image(Path(root, "leftImg8bit", "test", city, f"{name}_leftImg8bit.png"), image)
-        write_image(Path(root, "gtCoarse", "test", city, f"{name}_gtCoarse_labelIds.png"), labels)
+        write_lost_and_found_frame(root, "test", lost_and_found_name(i, 10 * i), image, labels)
+
+
+def pasted_ood_objects(rng, image) -> np.ndarray:
+    """Paints 1..3 OoD objects into the float scene `image`; returns the mask of their pixels."""
+    h, w = image.shape[:2]
+    places = [(rng.uniform(0.3, 0.85) * h, rng.uniform(0.1, 0.9) * w, h * rng.uniform(0.06, 0.15))
+              for _ in range(rng.integers(1, 4))]
+    objects = np.zeros((h, w), dtype=bool)
+    for mask in paste_objects(rng, image, (h, w), places):
+        objects |= mask
+    return objects
+
+
+def fishyscapes_static_labels(objects, ego) -> np.ndarray:
+    """0 in, 1 OoD, 255 void (ego vehicle strip and image border)."""
+    labels = objects.astype(np.uint8)
+    border = max(1, labels.shape[0] // 64)
+    labels[ego] = 255
+    labels[:border], labels[-border:], labels[:, :border], labels[:, -border:] = 255, 255, 255, 255
+    return labels
 
 
 def fishyscapes_static_scene(rng, shape) -> tuple:
-    """A Cityscapes-like scene with 1..3 pasted OoD objects: labels 0 in, 1 OoD, 255 void
-    (ego vehicle strip and image border)."""
+    """A Cityscapes-like scene with 1..3 pasted OoD objects, and its Fishyscapes labels."""
     image, _, _, ego = street_scene(rng, shape)
-    h, w = shape
-    places = [(rng.uniform(0.3, 0.85) * h, rng.uniform(0.1, 0.9) * w, h * rng.uniform(0.06, 0.15))
-              for _ in range(rng.integers(1, 4))]
-    labels = np.zeros(shape, dtype=np.uint8)
-    for mask in paste_objects(rng, image, shape, places):
-        labels[mask] = 1
-    border = max(1, h // 64)
-    labels[ego] = 255
-    labels[:border], labels[-border:], labels[:, :border], labels[:, -border:] = 255, 255, 255, 255
-    return to_uint8(image), labels
+    objects = pasted_ood_objects(rng, image)
+    return to_uint8(image), fishyscapes_static_labels(objects, ego)
+
+
+def fishyscapes_laf_labels(laf) -> np.ndarray:
+    """Fishyscapes labels of LostAndFound label ids: road 0, obstacles 1, everything else 255."""
+    labels = np.full(laf.shape, 255, dtype=np.uint8)
+    labels[laf == 1] = 0
+    labels[np.isin(laf, LAF_OBJECT_IDS)] = 1
+    return labels
 
 
 def fishyscapes_laf_scene(rng, shape) -> tuple:
-    """A LostAndFound-like scene with Fishyscapes labels: road 0, obstacles 1, everything else 255."""
+    """A LostAndFound-like scene with Fishyscapes labels."""
     image, laf = lost_and_found_scene(rng, shape)
-    labels = np.full(shape, 255, dtype=np.uint8)
-    labels[laf == 1] = 0
-    labels[np.isin(laf, LAF_OBJECT_IDS)] = 1
-    return image, labels
+    return image, fishyscapes_laf_labels(laf)
 
 
 def make_fishyscapes(root, count: int, shape, seed: int) -> None:
+    """The pre-converted layout: <split>/<fs id>.png labels beside <fs id>.jpg images."""
     for split, scene in (("Static", fishyscapes_static_scene), ("LostAndFound", fishyscapes_laf_scene)):
         for i in range(count):
             image, labels = scene(item_rng(seed, f"fishyscapes_{split}", i), shape)
             write_image(Path(root, split, f"{i:04d}.jpg"), image)
             write_image(Path(root, split, f"{i:04d}.png"), labels)
+
+
+def make_fishyscapes_static(root, cityscapes_root, count: int, seed: int) -> None:
+    """fs_val_v3.zip's layout: OoD objects pasted into the first `count` Cityscapes val scenes,
+    Static/<fs id>_<frame id>_labels.png, and the overlay Static/<fs id>_<frame id>_rgb.npz: the
+    painted scene minus the val image, before clipping, so that a reader has to clip."""
+    scenes = sorted(Path(cityscapes_root, "leftImg8bit", "val").glob("*/*_leftImg8bit.png"))[:count]
+    for i, scene in enumerate(scenes):
+        frame = scene.name[:-len("_leftImg8bit.png")]
+        base = np.array(Image.open(scene))
+        ids = np.array(Image.open(Path(cityscapes_root, "gtFine", "val", scene.parent.name,
+                                       f"{frame}_gtFine_labelIds.png")))
+        painted = base.astype(np.float32)
+        objects = pasted_ood_objects(item_rng(seed, "fishyscapes_Static", i), painted)
+        name = Path(root, "Static", f"{i:04d}_{frame}")
+        write_image(f"{name}_labels.png", fishyscapes_static_labels(objects, ids == EGO))
+        with atomic_path(f"{name}_rgb.npz") as tmp:
+            np.savez_compressed(tmp, rgb=np.round(painted).astype(np.int16) - base)
+
+
+def make_fishyscapes_lostandfound(root, lostandfound_root, count: int, shape, seed: int) -> None:
+    """fishyscapes_lostandfound.zip's layout, LostAndFound/<fs id>_<frame id>_labels.png, of
+    LostAndFound-like scenes written as LostAndFound frames too: of the train split for even fs ids,
+    of the test split for odd ones, as real ones come from either."""
+    for i in range(count):
+        image, laf = lost_and_found_scene(item_rng(seed, "fishyscapes_LostAndFound", i), shape)
+        # Frame numbers 10 k + 5: never the name of one of make_lost_and_found's test frames (10 k).
+        name = lost_and_found_name(i, 10 * i + 5)
+        write_lost_and_found_frame(lostandfound_root, ("train", "test")[i % 2], name, image, laf)
+        write_image(Path(root, "LostAndFound", f"{i:04d}_{name}_labels.png"), fishyscapes_laf_labels(laf))
 
 
 # ---------------------------------------------------------------- COCO
@@ -647,22 +709,42 @@ def coco_image_shape(rng, small: bool) -> tuple:
     return tuple(sides)
 
 
+def coco_has_excluded_class(index: int) -> bool:
+    """Whether COCO-like image `index` has an object of an excluded class (person, car, ...)."""
+    return index % 4 == 1
+
+
+def coco_is_small(index: int) -> bool:
+    """Whether COCO-like image `index` has a side below 480 px."""
+    return index % 5 == 3
+
+
+def coco_has_crowd(index: int) -> bool:
+    """Whether COCO-like image `index` has a crowd region (uncompressed RLE) besides its objects."""
+    return index % 3 == 0
+
+
+def coco_kept_count(count: int) -> int:
+    """How many of `count` COCO-like images the preparation filter keeps."""
+    return sum(not (coco_has_excluded_class(i) or coco_is_small(i)) for i in range(count))
+
+
 def make_coco(root, count: int, seed: int, year: str = "2017", split: str = "train") -> None:
-    """Images <root>/<split><year>/<id:012d>.jpg and annotations/instances_<split><year>.json.
-    Index i % 4 == 1: one object is of an excluded class; i % 5 == 3: a side below 480 px;
-    i % 3 == 0: the image also has a crowd region (uncompressed RLE)."""
+    """Images <root>/<split><year>/<id:012d>.jpg (in the order of their ids, which `index` counts)
+    and annotations/instances_<split><year>.json."""
     ids = sorted(int(i) + 1 for i in item_rng(seed, "coco_ids", 0).choice(999_999, count, replace=False))
     excluded = [c for c, _, _ in COCO_CATEGORIES if c in COCO_EXCLUDED]
     kept = [c for c, _, _ in COCO_CATEGORIES if c not in COCO_EXCLUDED]
     images, annotations = [], []
     for i, image_id in enumerate(ids):
         rng = item_rng(seed, "coco", i)
-        shape = coco_image_shape(rng, small=i % 5 == 3)
+        shape = coco_image_shape(rng, small=coco_is_small(i))
         picture = ground_backdrop(rng, shape)
-        for k, (segmentation, crowd) in enumerate(coco_segmentations(rng, shape, crowd=i % 3 == 0)):
+        for k, (segmentation, crowd) in enumerate(coco_segmentations(rng, shape, crowd=coco_has_crowd(i))):
             mask = decoded(segmentation, shape)
             fill(picture, mask, lambda patch: unfamiliar_texture(rng, patch))
-            category = excluded[rng.integers(len(excluded))] if i % 4 == 1 and k == 0 else kept[rng.integers(len(kept))]
+            excluded_one = coco_has_excluded_class(i) and k == 0
+            category = excluded[rng.integers(len(excluded))] if excluded_one else kept[rng.integers(len(kept))]
             rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
                                 "segmentation": segmentation, "area": int(mask.sum()),
@@ -678,7 +760,8 @@ def make_coco(root, count: int, seed: int, year: str = "2017", split: str = "tra
 
 
 class DemoDataError(MetaOodError, ValueError):
-    """A root that already holds demo data generated with another seed."""
+    """Demo data that cannot be written as asked: a root holding another seed's data, or counts
+    that do not fit the layout."""
 
 
 def stamp_seed(root, seed: int) -> None:
@@ -703,15 +786,26 @@ def demo_roots(root) -> dict:
 
 def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train: int = 80,
                    n_cityscapes_val: int = 16, n_coco: int = 80, n_lostandfound: int = 16,
-                   n_fishyscapes: int = 8, seed: int = 0) -> dict:
-    """Writes the four data sets under `root`; returns their roots by data set name."""
+                   n_fishyscapes: int = 8, seed: int = 0, fishyscapes_layout: str = "preconverted") -> dict:
+    """Writes the four data sets under `root`; returns their roots by data set name.
+    `fishyscapes_layout` "official" writes the Fishyscapes sets as the archives hold them."""
+    if fishyscapes_layout not in FISHYSCAPES_LAYOUTS:
+        raise DemoDataError(f"unknown Fishyscapes layout {fishyscapes_layout!r}: expected one of "
+                            f"{', '.join(FISHYSCAPES_LAYOUTS)}")
+    if fishyscapes_layout == "official" and n_fishyscapes > n_cityscapes_val:
+        raise DemoDataError(f"the official Fishyscapes Static layout overlays Cityscapes val scenes: "
+                            f"{n_fishyscapes} frames need as many val scenes, not {n_cityscapes_val}")
     stamp_seed(root, seed)
     roots = demo_roots(root)
     shape = (height, width)
     make_cityscapes(roots["Cityscapes"], {"train": n_cityscapes_train, "val": n_cityscapes_val}, shape, seed)
     make_coco(roots["COCO"], n_coco, seed)
     make_lost_and_found(roots["LostAndFound"], n_lostandfound, shape, seed)
-    make_fishyscapes(roots["Fishyscapes"], n_fishyscapes, shape, seed)
+    if fishyscapes_layout == "official":
+        make_fishyscapes_static(roots["Fishyscapes"], roots["Cityscapes"], n_fishyscapes, seed)
+        make_fishyscapes_lostandfound(roots["Fishyscapes"], roots["LostAndFound"], n_fishyscapes, shape, seed)
+    else:
+        make_fishyscapes(roots["Fishyscapes"], n_fishyscapes, shape, seed)
     return roots
 
 
@@ -726,6 +820,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n_lostandfound", type=int, default=16, help="(default: %(default)s)")
     parser.add_argument("--n_fishyscapes", type=int, default=8, help="per split (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--fishyscapes_layout", choices=FISHYSCAPES_LAYOUTS, default="preconverted",
+                        help="preconverted: <fs id>.png labels beside <fs id>.jpg images; official: the "
+                             "archives' files (see above) (default: %(default)s)")
     return parser.parse_args(argv)
 
 

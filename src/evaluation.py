@@ -23,7 +23,6 @@ from src.run_log import progress
 from src.atomic import atomic_path, read_json, read_pickle, write_json
 from src.component_metrics import ComponentAccumulator
 from src.dataset import DATASETS, build_dataset
-from src.dataset.base import read_rgb
 from src.formatting import percent
 from src.fp_removal import remove_false_positives, removed_segments
 from src.inference import default_device, network_at_epoch, network_outputs, write_probs
@@ -158,18 +157,33 @@ def segment_evaluation(cfg):
     return results
 
 
+def panel_indices(cfg, indices) -> list:
+    """The images (probs indices) that get panels: --panel_images, else the first --panels of `indices`."""
+    if not cfg.panel_images:
+        return indices[:cfg.panels]
+    absent = sorted(set(cfg.panel_images) - set(indices))
+    if absent:
+        raise MetaOodError(f"--panel_images {','.join(map(str, absent))}: no probs file of these images "
+                           f"(the set has {len(indices)}, indices {indices[0]}..{indices[-1]})")
+    return list(cfg.panel_images)
+
+
 def _draw_panels(cfg, epoch, removed):
-    """The picture of each of the first cfg.panels images (image, truth, score, segments)."""
-    dataset = DATASETS[cfg.VALSET]
-    for i in progress(probs_indices(cfg, epoch)[:cfg.panels], desc="panels", unit="image"):
-        path = paths.panel_file(cfg, epoch, i)
-        if os.path.exists(path):
-            continue
+    """The picture of each panel image (image, truth, score, segments), titled with its file name."""
+    indices = panel_indices(cfg, probs_indices(cfg, epoch))
+    missing = [i for i in indices if not os.path.exists(paths.panel_file(cfg, epoch, i))]
+    if not missing:
+        return
+    # The image comes from the data set, not from the probs file's image_path: some images are
+    # composed (Fishyscapes Static: a Cityscapes image plus an overlay), and probs i is item i.
+    dataset = build_dataset(cfg.VALSET, cfg)
+    for i in progress(missing, desc="panels", unit="image"):
         score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
                                                  "image_path")
-        plot_image_panel(path, read_rgb(image_path), gt_train, dataset.train_id_in, dataset.train_id_out,
-                         score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
-                         f"{cfg.VALSET} image {i}, {paths.meta_classifier_name(cfg, epoch)}",
+        plot_image_panel(paths.panel_file(cfg, epoch, i), dataset.read_image(i), gt_train, dataset.train_id_in,
+                         dataset.train_id_out, score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
+                         f"{os.path.basename(image_path)} ({cfg.VALSET} image {i}), "
+                         f"{paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
 
 

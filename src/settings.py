@@ -57,6 +57,17 @@ nonnegative_int = _checked(int, lambda n: n >= 0, "an integer >= 0")
 at_least_two = _checked(int, lambda n: n >= 2, "an integer >= 2")
 
 
+def index_list(text):
+    """Comma-separated image indices >= 0, as a tuple."""
+    try:
+        indices = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if min(indices) < 0:
+        raise argparse.ArgumentTypeError(f"expected indices >= 0, got {text}")
+    return indices
+
+
 def _optional_path(text):
     """A path, or None for the empty string (argparse cannot pass None itself)."""
     return text or None
@@ -186,6 +197,8 @@ _DECLARED = [
       default=10000, check=at_least_two),
     S("panels", "per-image picture panels to draw (the first N images)", (EVAL,), default=4,
       check=nonnegative_int),
+    S("panel_images", "draw the panels of these images instead (probs indices, comma-separated, e.g. the "
+      "failing ones of the per-image CSV)", (EVAL,), default=(), check=index_list),
     # everything
     S("seed", "random seed of training, COCO subsets and k-fold splits", SCRIPTS, (), "SEED",
       check=nonnegative_int),

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from preparation.make_demo_data import make_coco
+from preparation.make_demo_data import coco_has_crowd, coco_has_excluded_class, coco_is_small, make_coco
 from preparation.prepare_coco_segmentation import CocoAnnotationError, main, prepare_coco_segmentation
 from src.dataset import COCO as CocoDataset
 from src.errors import run_main
@@ -64,6 +64,15 @@ def test_selection(coco_root):
     kept, with_excluded, small = expected_ids(coco_root)
     assert kept and with_excluded - small and small - with_excluded  # every rule has something to do
     assert written_ids(coco_root) == kept
+
+
+def test_generated_images_follow_the_generators_rules(coco_root):
+    data = json.loads(annotations_path(coco_root).read_text())
+    ids = [image["id"] for image in data["images"]]
+    _, with_excluded, small = expected_ids(coco_root)
+    crowd = {a["image_id"] for a in data["annotations"] if a["iscrowd"]}
+    for rule, found in ((coco_has_excluded_class, with_excluded), (coco_is_small, small), (coco_has_crowd, crowd)):
+        assert found == {image_id for i, image_id in enumerate(ids) if rule(i)}, rule.__name__
 
 
 def test_min_image_size_flag(coco_root):

@@ -2,6 +2,7 @@
 the joint transforms, and the messages for folders without the expected layout."""
 import dataclasses
 import glob
+import logging
 import os
 import pickle
 import shutil
@@ -11,17 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
+from preparation.make_demo_data import coco_kept_count
 from src.dataset import (COCO, DATASETS, Cityscapes, CityscapesCOCO, DatasetError, Fishyscapes, LostAndFound,
                          build_dataset)
 from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_transform, training_transform
 from src.settings import default_config
-from tests.fixtures_data import TINY
+from tests.fixtures_data import TINY, fishyscapes_official_image
 
 H, W = TINY["height"], TINY["width"]
 CITYSCAPES_VALUES = set(range(19)) | {255}
-LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42]
+LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42, 43]  # 43: "Kid (crawling)"
 LAF_NON_HAZARDS = [31, 33, 34, 36, 37, 38, 39]
-N_COCO_KEPT = 5
+N_COCO_KEPT = coco_kept_count(TINY["n_coco"])
 
 
 def values(dataset) -> set:
@@ -89,13 +91,62 @@ def test_lost_and_found(demo_data):
 
 
 @pytest.mark.parametrize("split", ["Static", "LostAndFound"])
-def test_fishyscapes(demo_data, split):
-    ds = Fishyscapes(demo_data["Fishyscapes"], split)
+def test_fishyscapes(demo_data, split, caplog):
+    with caplog.at_level(logging.INFO):
+        ds = Fishyscapes(demo_data["Fishyscapes"], split)
     assert len(ds) == TINY["n_fishyscapes"] and (ds.train_id_in, ds.train_id_out) == (0, 1)
     check_item(ds, 0, (H, W))
     assert values(ds) == {0, 1, 255}
     assert all(p.endswith(".jpg") for p in ds.images)
     np.testing.assert_array_equal(ds.label_ids(0), np.zeros((H, W), np.uint8))
+    assert [r.getMessage().rsplit("layout ", 1)[1] for r in caplog.records if r.levelno == logging.INFO] == \
+        ["pre-converted"]
+
+
+@pytest.mark.parametrize("split", ["Static", "LostAndFound"])
+def test_fishyscapes_as_distributed(demo_official, split, caplog):
+    cfg = dataclasses.replace(default_config(), cityscapes_root=demo_official["Cityscapes"],
+                              lostandfound_root=demo_official["LostAndFound"],
+                              fishyscapes_root=demo_official["Fishyscapes"])
+    with caplog.at_level(logging.INFO):
+        ds = Fishyscapes.from_config(cfg, split)
+    assert len(ds) == TINY["n_fishyscapes"] and ds.split == split
+    assert ds.targets == sorted(glob.glob(os.path.join(cfg.fishyscapes_root, split, "*_labels.png")))
+    check_item(ds, 0, (H, W))
+    assert values(ds) == {0, 1, 255}
+    for i, label in enumerate(ds.targets):
+        assert os.path.isfile(ds.images[i])  # a real file, named in the probs files
+        np.testing.assert_array_equal(ds.raw_item(i)[0], fishyscapes_official_image(label, demo_official))
+        np.testing.assert_array_equal(ds.label_ids(i), np.zeros((H, W), np.uint8))
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1 and "layout as distributed" in infos[0]
+    if split == "LostAndFound":  # frames of both LostAndFound splits are found
+        assert {p.split(os.sep)[-3] for p in ds.images} == {"train", "test"}
+
+
+def test_fishyscapes_static_overlays_are_clipped(demo_official):
+    """The generated overlays push some pixels outside 0..255: the images above are clipped sums."""
+    ds = Fishyscapes(demo_official["Fishyscapes"], "Static", cityscapes_root=demo_official["Cityscapes"])
+    unclipped = []
+    for i in range(len(ds)):
+        with np.load(ds.overlays[i]) as overlay:
+            unclipped.append(np.array(Image.open(ds.images[i])).astype(int) + overlay["rgb"])
+    assert any(((u < 0) | (u > 255)).any() for u in unclipped)
+
+
+@pytest.mark.parametrize("count, warned", [(30, False), (29, True)])
+def test_fishyscapes_frame_count_is_checked(tmp_path, caplog, count, warned):
+    folder = tmp_path / "Static"
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(np.zeros((2, 4), np.uint8)).save(folder / f"{i:04d}.png")
+        Image.fromarray(np.zeros((2, 4, 3), np.uint8)).save(folder / f"{i:04d}.jpg")
+    cfg = dataclasses.replace(default_config(), fishyscapes_root=str(tmp_path), fishyscapes_split="Static")
+    with caplog.at_level(logging.INFO):
+        assert len(build_dataset("Fishyscapes", cfg)) == count
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ([f"Fishyscapes Static: 29 frames in {tmp_path}, but the official set has 30"]
+                        if warned else [])
 
 
 # ---------------------------------------------------------------- LostAndFound label ids
@@ -116,7 +167,7 @@ def _folder(root, kind):
 
 
 @pytest.mark.parametrize("ids, train_id", [
-    ([0, 43, 100, 254, 255], 255),  # unlabeled (and any id not in the table): void
+    ([0, 44, 100, 254, 255], 255),  # unlabeled (and any id not in the table): void
     ([1], 1),  # free road: in-distribution
     (LAF_OBJECTS, 2),  # obstacles: OoD
     (LAF_NON_HAZARDS, 0),  # random non-hazards: neither
@@ -178,7 +229,7 @@ def test_mix_labels(demo_data):
 
 
 def test_mix_needs_enough_coco(demo_data):
-    with pytest.raises(DatasetError, match=r"10 COCO images wanted.*only 5 prepared"):
+    with pytest.raises(DatasetError, match=f"10 COCO images wanted.*only {N_COCO_KEPT} prepared"):
         mix(demo_data, 1.0)
 
 
@@ -196,7 +247,7 @@ def test_build_dataset_from_config(demo_data):
                               lostandfound_root=demo_data["LostAndFound"],
                               fishyscapes_root=demo_data["Fishyscapes"], fishyscapes_split="LostAndFound",
                               ood_subsampling_factor=0.3)
-    lengths = {"Cityscapes": 10, "COCO": 5, "Cityscapes+COCO": 13, "LostAndFound": 4, "Fishyscapes": 3}
+    lengths = {"Cityscapes": 10, "COCO": N_COCO_KEPT, "Cityscapes+COCO": 13, "LostAndFound": 4, "Fishyscapes": 3}
     for name, cls in DATASETS.items():
         ds = build_dataset(name, cfg)
         assert type(ds) is cls and len(ds) == lengths[name]
@@ -306,7 +357,6 @@ def test_missing_root(tmp_path, cls):
 @pytest.mark.parametrize("name, split, pattern", [
     ("Cityscapes", "test", "leftImg8bit/test/<city>/<name>_leftImg8bit.png"),
     ("LostAndFound", "train", "leftImg8bit/train/<city>/<city>_<seq>_<frame>_leftImg8bit.png"),
-    ("Fishyscapes", "Dynamic", "Dynamic/<name>.png with <name>.jpg beside it"),
     ("COCO", "val", "annotations/ood_seg_val2017/<id:012d>.png"),
 ])
 def test_missing_split_folder(demo_data, name, split, pattern):
@@ -340,6 +390,82 @@ def test_fishyscapes_image_missing(demo_data, tmp_path):
     os.remove(root / "Static" / "0001.jpg")
     with pytest.raises(DatasetError, match=f"image file missing for {root}/Static/0001.png: {root}/Static/0001.jpg"):
         Fishyscapes(str(root))
+
+
+FISHYSCAPES_PATTERNS = {
+    "Static": "Static/<fs id:04d>_<Cityscapes val frame id>_labels.png with <fs id:04d>_<frame id>_rgb.npz "
+              "beside it as distributed, or pre-converted {root}/Static/<name>.png with <name>.jpg beside it",
+    "LostAndFound": "LostAndFound/<fs id:04d>_<LostAndFound frame id>_labels.png as distributed, or "
+                    "pre-converted {root}/LostAndFound/<name>.png with <name>.jpg beside it",
+}
+
+
+@pytest.mark.parametrize("split", ["Static", "LostAndFound"])
+@pytest.mark.parametrize("contents", ["no folder", "empty", "neither layout"])
+def test_fishyscapes_without_either_layout(tmp_path, split, contents):
+    if contents != "no folder":
+        (tmp_path / split).mkdir()
+    if contents == "neither layout":
+        Image.fromarray(np.zeros((2, 4), np.uint8)).save(tmp_path / split / "frame_labels.png")
+        (tmp_path / split / "0000_x_rgb.npz").write_bytes(b"")
+    with pytest.raises(DatasetError) as err:
+        Fishyscapes(str(tmp_path), split)
+    message = str(err.value)
+    assert "\n" not in message and FISHYSCAPES_PATTERNS[split].format(root=tmp_path) in message
+    assert message.startswith(f"Fishyscapes split folder '{split}' not found" if contents == "no folder"
+                              else f"no Fishyscapes {split} frames in {tmp_path / split}: expected {tmp_path}")
+
+
+def test_fishyscapes_unknown_split(demo_data):
+    with pytest.raises(DatasetError, match="unknown Fishyscapes split 'Dynamic': expected one of Static, LostAndFound"):
+        Fishyscapes(demo_data["Fishyscapes"], "Dynamic")
+
+
+@pytest.mark.parametrize("split, option", [("Static", "cityscapes_root"), ("LostAndFound", "lostandfound_root")])
+def test_fishyscapes_as_distributed_needs_the_image_root(demo_official, split, option):
+    with pytest.raises(DatasetError, match=f"Fishyscapes {split} as distributed has no images of its own: "
+                                           f"give {option}"):
+        Fishyscapes(demo_official["Fishyscapes"], split)
+
+
+def test_fishyscapes_lostandfound_image_missing(demo_official, tmp_path):
+    label = sorted(glob.glob(os.path.join(demo_official["Fishyscapes"], "LostAndFound", "*_labels.png")))[0]
+    frame = os.path.basename(label)[5:-len("_labels.png")]
+    city = frame.rsplit("_", 2)[0]
+    expected = " or ".join(f"{tmp_path}/leftImg8bit/{split}/{city}/{frame}_leftImg8bit.png" for split in ("train", "test"))
+    with pytest.raises(DatasetError, match=f"LostAndFound image missing for {label}: expected {expected}$"):
+        Fishyscapes(demo_official["Fishyscapes"], "LostAndFound", lostandfound_root=str(tmp_path))
+
+
+@pytest.fixture
+def static_copy(demo_official, tmp_path):
+    """A copy of the Fishyscapes root as distributed; its images stay in the shared Cityscapes root."""
+    root = tmp_path / "fishyscapes"
+    shutil.copytree(demo_official["Fishyscapes"], root)
+    return root
+
+
+def test_fishyscapes_static_overlay_missing(demo_official, static_copy):
+    overlay = sorted((static_copy / "Static").glob("*_rgb.npz"))[1]
+    os.remove(overlay)
+    label = str(overlay).replace("_rgb.npz", "_labels.png")
+    with pytest.raises(DatasetError, match=f"overlay file missing for {label}: {overlay}"):
+        Fishyscapes(str(static_copy), cityscapes_root=demo_official["Cityscapes"])
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"rgb": np.zeros((H, W - 1, 3), np.int16)}, f"overlay {{}} has shape ({H}, {W - 1}, 3), its image ({H}, {W}, 3)"),
+    ({"other": np.zeros((H, W, 3), np.int16)}, "overlay {} has no array 'rgb'"),
+    ({"rgb": np.array([None], dtype=object)}, "cannot read overlay {}: Object arrays cannot be loaded when "
+                                              "allow_pickle=False"),
+], ids=["wrong_shape", "no_rgb", "pickled"])
+def test_fishyscapes_static_bad_overlay(demo_official, static_copy, arrays, message):
+    ds = Fishyscapes(str(static_copy), cityscapes_root=demo_official["Cityscapes"])
+    np.savez(ds.overlays[1], **arrays)
+    ds.raw_item(0)
+    with pytest.raises(DatasetError) as err:
+        ds.raw_item(1)
+    assert str(err.value) == message.format(ds.overlays[1])
 
 
 def test_zero_images(tmp_path):

@@ -14,11 +14,12 @@ from pycocotools.coco import COCO
 from torchvision.datasets import Cityscapes as TorchvisionCityscapes
 
 from preparation.demo import default_root
-from preparation.make_demo_data import DemoDataError, main, make_demo_data, uncompressed_rle
+import preparation.make_demo_data as make_demo_data_module
+from preparation.make_demo_data import DemoDataError, coco_kept_count, main, make_demo_data, uncompressed_rle
 from src.errors import run_main
 from tests.fixtures_data import TINY
 
-LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42]
+LAF_OBJECTS = list(range(2, 31)) + [32, 35, 40, 41, 42, 43]
 
 
 def files(root) -> dict:
@@ -115,6 +116,11 @@ def test_coco_annotations_are_genuine(demo_raw):
     assert {"person", "car", "traffic light", "stop sign"} <= names
 
 
+def test_the_documented_coco_count_is_the_rules_count():
+    n_coco = make_demo_data_module.parse_args([]).n_coco
+    assert f"coco_kept_count({n_coco}) = {coco_kept_count(n_coco)}" in make_demo_data_module.__doc__
+
+
 @pytest.mark.parametrize("shape", [(5, 7), (30, 20)])
 @pytest.mark.parametrize("first", [0, 1])
 def test_uncompressed_rle_round_trip(shape, first):
@@ -159,3 +165,71 @@ def test_ood_objects_look_unlike_the_training_scenes(demo_raw):
         obstacle = np.isin(np.array(Image.open(label)), LAF_OBJECTS)
         vivid.append(vivid_share(np.array(Image.open(image)))[obstacle].mean())
     assert np.mean(vivid) > 0.6
+
+
+# ---------------------------------------------------------------- Fishyscapes as distributed
+
+def test_official_fishyscapes_layouts(demo_raw, demo_official):
+    names = list(files(Path(demo_official["Fishyscapes"]).parent))
+    city, laf, n = r"[a-z]+_\d{6}_\d{6}", r"\d\d_[A-Za-z_0-9]+_\d{6}_\d{6}", TINY["n_fishyscapes"]
+    patterns = {
+        rf"fishyscapes/Static/\d{{4}}_{city}_labels\.png": n,
+        rf"fishyscapes/Static/\d{{4}}_{city}_rgb\.npz": n,
+        rf"fishyscapes/LostAndFound/\d{{4}}_{laf}_labels\.png": n,
+    }
+    for pattern, count in patterns.items():
+        assert sum(bool(re.fullmatch(pattern, name)) for name in names) == count, pattern
+    assert sum(name.startswith("fishyscapes/") for name in names) == sum(patterns.values())
+    # The overlays' base images are the default Cityscapes val scenes, unchanged.
+    default, official = files(demo_raw / "cityscapes"), files(demo_official["Cityscapes"])
+    assert list(official) == [name for name in default if "/val/" in name]
+    assert all(path.read_bytes() == default[name].read_bytes() for name, path in official.items())
+
+
+def test_official_fishyscapes_static_overlays_change_only_the_objects(demo_official):
+    labels = sorted(Path(demo_official["Fishyscapes"], "Static").glob("*_labels.png"))
+    assert [p.name[:4] for p in labels] == [f"{i:04d}" for i in range(TINY["n_fishyscapes"])]
+    for path in labels:
+        frame = path.name[5:-len("_labels.png")]
+        city = frame.split("_")[0]
+        label = np.array(Image.open(path))
+        ids = np.array(Image.open(Path(demo_official["Cityscapes"], "gtFine", "val", city,
+                                       f"{frame}_gtFine_labelIds.png")))
+        with np.load(str(path).replace("_labels.png", "_rgb.npz"), allow_pickle=False) as overlay:
+            changed = overlay["rgb"].any(axis=-1)
+        assert set(np.unique(label).tolist()) == {0, 1, 255} and (label[ids == 1] == 255).all()  # ego vehicle void
+        assert not (changed & (label == 0)).any() and changed[label == 1].mean() > 0.9
+
+
+def test_official_fishyscapes_lostandfound_frames_are_lostandfound_frames(demo_raw, demo_official):
+    """Each label file's frame is a LostAndFound frame (image and gtCoarse labels) of the train
+    or the test split, labelled from its label ids; the other LostAndFound files are the default ones."""
+    laf_root = Path(demo_official["LostAndFound"])
+    added = set()
+    for path in sorted(Path(demo_official["Fishyscapes"], "LostAndFound").glob("*_labels.png")):
+        frame = path.name[5:-len("_labels.png")]
+        image, = laf_root.glob(f"leftImg8bit/*/*/{frame}_leftImg8bit.png")
+        label_ids = Path(str(image).replace("leftImg8bit", "gtCoarse", 1).replace("_leftImg8bit", "_gtCoarse_labelIds"))
+        ids = np.array(Image.open(label_ids))
+        expected = np.where(ids == 1, 0, np.where(np.isin(ids, LAF_OBJECTS), 1, 255))
+        np.testing.assert_array_equal(np.array(Image.open(path)), expected)
+        added |= {image.relative_to(laf_root).as_posix(), label_ids.relative_to(laf_root).as_posix()}
+    assert {name.split("/")[1] for name in added} == {"train", "test"}
+    default, official = files(demo_raw / "lost_and_found"), files(laf_root)
+    assert set(official) == set(default) | added and not set(default) & added
+    assert all(official[name].read_bytes() == path.read_bytes() for name, path in default.items())
+
+
+def test_official_fishyscapes_needs_enough_cityscapes_val_scenes(tmp_path, caplog):
+    message = "the official Fishyscapes Static layout overlays Cityscapes val scenes: 3 frames need as many val " \
+              "scenes, not 2"
+    with caplog.at_level(logging.ERROR):
+        assert run_main(main, ["--root", str(tmp_path / "data"), "--fishyscapes_layout", "official",
+                               "--n_cityscapes_val", "2", "--n_fishyscapes", "3"]) == 1
+    assert message in caplog.text and not (tmp_path / "data").exists()
+
+
+def test_unknown_fishyscapes_layout(tmp_path):
+    with pytest.raises(DemoDataError, match="unknown Fishyscapes layout 'zip': expected one of preconverted, official"):
+        make_demo_data(tmp_path / "data", fishyscapes_layout="zip")
+    assert not (tmp_path / "data").exists()

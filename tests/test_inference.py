@@ -1,17 +1,24 @@
-"""Inference to probs files: datasets and dtypes, softmax sums, resume after an interruption."""
+"""Inference to probs files: datasets and dtypes, softmax sums, resume after an interruption, the
+Fishyscapes sets as distributed through meta_classification.py."""
 import dataclasses
+import glob
 import os
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from src import inference, paths
+import meta_classification
+from src import evaluation, inference, paths
 from src.dataset import LostAndFound
+from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD
+from src.errors import run_main
 from src.inference import InferenceError, write_probs
 from src.model import build_network
-from src.settings import default_config
+from src.settings import default_config, parse_run_config
+from tests.fixtures_data import TINY, fishyscapes_official_image
 
 MODEL = "DeepLabV3+_MobileNetV3"
 
@@ -104,3 +111,41 @@ def test_missing_checkpoints_are_named(cfg):
     with pytest.raises(InferenceError, match=r"OoD-trained epoch 3 \(ood_training.py or --ckpt\) not found: "
                                              r".*DeepLabV3\+_MobileNetV3_epoch_3_alpha_0.9.pth"):
         write_probs(cfg, 3)
+
+
+def normalized(image: np.ndarray) -> torch.Tensor:
+    """(1,3,H,W) network input of a uint8 (H,W,3) image."""
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    return ((torch.from_numpy(image).permute(2, 0, 1).float() / 255 - mean) / std)[None]
+
+
+@pytest.mark.parametrize("split", ["Static", "LostAndFound"])
+def test_meta_classification_on_fishyscapes_as_distributed(cfg, demo_official, split, monkeypatch):
+    """The script's probs files hold the network's softmax of the composed images (Static: the
+    Cityscapes image plus the overlay, clipped), and the evaluation's panels show those images."""
+    argv = ["--cityscapes_root", demo_official["Cityscapes"], "-prepare", "-segment", "-val", "Fishyscapes", "--fishyscapes_split", split, "-epoch", "0",
+            "-model", MODEL, "--io_root", cfg.io_root, "--init_ckpt", cfg.init_ckpt,
+            "--fishyscapes_root", demo_official["Fishyscapes"], "--lostandfound_root", demo_official["LostAndFound"],
+            "--num_workers", "0", "--segment_workers", "1"]
+    assert run_main(meta_classification.main, argv) == 0
+    run = parse_run_config("meta_classification", argv)
+    labels = sorted(glob.glob(os.path.join(demo_official["Fishyscapes"], split, "*_labels.png")))
+    assert len(labels) == TINY["n_fishyscapes"] and _probs_files(run) == [f"probs{i}.hdf5" for i in range(len(labels))]
+    images = [fishyscapes_official_image(label, demo_official) for label in labels]
+    model = inference.network_at_epoch(run, 0, 19, torch.device("cpu"))
+    for i, (label, image) in enumerate(zip(labels, images)):
+        with h5py.File(paths.probs_file(run, 0, i), "r") as f:
+            probs, gt_train, gt_label = f["probabilities"][()], f["gt_train_ids"][()], f["gt_label_ids"][()]
+            image_path = f["image_path"][()].decode()
+        assert probs.shape == (19, TINY["height"], TINY["width"])
+        np.testing.assert_array_equal(gt_train, np.array(Image.open(label)))
+        assert set(np.unique(gt_train)) == {0, 1, 255} and not gt_label.any()
+        assert os.path.isfile(image_path) and os.path.basename(label)[5:-len("_labels.png")] in image_path
+        with torch.no_grad():
+            np.testing.assert_allclose(probs, torch.softmax(model(normalized(image)), 1)[0].numpy(), atol=1e-5)
+    drawn = {}
+    monkeypatch.setattr(evaluation, "plot_image_panel", lambda path, image, *_, **__: drawn.setdefault(path, image))
+    evaluation._draw_panels(run, 0, {i: set() for i in range(len(labels))})
+    assert len(drawn) == len(images)
+    for i, image in enumerate(images):
+        np.testing.assert_array_equal(drawn[paths.panel_file(run, 0, i)], image)

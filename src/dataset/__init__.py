@@ -39,7 +39,7 @@ def build_dataset(name: str, cfg, split=None, transform=None):
     if spec.root and getattr(cfg, spec.root_setting) is None:
         raise DatasetError(f"{name} root not set: set {spec.root} in config.py or pass --{spec.root_setting}")
     dataset = DATASETS[name].from_config(cfg, split=split, transform=transform)
-    spec.check_frames(split, len(dataset))
+    spec.check_frames(split, len(dataset), getattr(cfg, spec.root_setting) if spec.root else None)
     return dataset
 
 

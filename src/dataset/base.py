@@ -116,9 +116,13 @@ class SegmentationDataset(Dataset):
         width, height = image_size(self.images[i])
         return np.zeros((height, width), dtype=np.uint8)
 
+    def read_image(self, i: int) -> np.ndarray:
+        """uint8 (H,W,3) image of item i; a data set that composes its images overrides this."""
+        return read_rgb(self.images[i])
+
     def raw_item(self, i: int) -> tuple:
         """uint8 image (H,W,3) and uint8 train ids (H,W), before any transform."""
-        image, label = read_rgb(self.images[i]), self.train_ids(i)
+        image, label = self.read_image(i), self.train_ids(i)
         require_same_size(self.images[i], image.shape[1::-1], self.targets[i], label.shape[::-1])
         return image, label
 

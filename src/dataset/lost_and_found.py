@@ -5,7 +5,8 @@ from src.dataset.spec import DatasetSpec, Split
 from src.settings import INFERENCE
 
 FREE_ID = 1
-OBJECT_IDS = (*range(2, 31), 32, 35, 40, 41, 42)
+# 43 "Kid (crawling)" is an object too, as in the reference's table.
+OBJECT_IDS = (*range(2, 31), 32, 35, 40, 41, 42, 43)
 NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)
 TRAIN_ID_IN, TRAIN_ID_OUT, TRAIN_ID_NEITHER = 1, 2, 0
 # 0 (unlabeled: off the road) and any id not listed are void. Non-hazards get 0: neither

@@ -48,8 +48,8 @@ class DatasetSpec:
         """The evaluation output folder of the run's split."""
         return self.splits[self.split_of(cfg)].output
 
-    def check_frames(self, split: str, frames: int) -> None:
+    def check_frames(self, split: str, frames: int, root) -> None:
         expected = self.splits.get(split, Split()).frames
         if expected is not None and frames != expected:
-            logger.warning("%s %s: %d frames found, the official download has %d", self.name, split, frames,
-                           expected)
+            logger.warning("%s %s: %d frames in %s, but the official set has %d", self.name, split, frames,
+                           root, expected)

@@ -48,6 +48,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -69,20 +70,30 @@ LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = 19, 20, 21, 22, 23, 24, 26
 CITYSCAPES_CITIES = {"train": ("aachen", "bochum", "bremen"), "val": ("frankfurt", "lindau", "munster")}
 LAF_CITIES = ("02_Hanns_Klemm_Str_44", "04_Maurener_Weg_8", "07_Festplatz_Flugfeld")
 
-# (colour, per-instance jitter, pixel grain, blotch amplitude, blotch size in px)
+
+
+class Style(NamedTuple):
+    """How a Cityscapes-like class is painted."""
+    colour: tuple  # RGB
+    jitter: float  # per-instance colour jitter (std)
+    grain: float  # pixel grain (std)
+    blotch: float  # blotch amplitude
+    cell: int  # blotch size in px
+
+
 STYLE = {
-    ROAD: ((82, 82, 88), 6, 6, 4, 24),
-    SIDEWALK: ((160, 140, 148), 8, 3, 5, 12),
-    BUILDING: ((135, 126, 116), 12, 4, 8, 16),
-    WALL: ((178, 174, 165), 8, 3, 4, 8),
-    FENCE: ((105, 115, 130), 6, 2, 2, 8),
-    POLE: ((95, 95, 98), 8, 3, 2, 8),
-    LIGHT: ((35, 35, 38), 4, 3, 2, 8),
-    SIGN: ((35, 65, 155), 10, 3, 3, 8),
-    VEGETATION: ((55, 105, 40), 10, 14, 14, 3),
-    TERRAIN: ((150, 150, 90), 10, 6, 8, 8),
-    SKY: ((140, 180, 220), 10, 1, 6, 32),
-    EGO: ((25, 25, 28), 3, 2, 2, 16),
+    ROAD: Style((82, 82, 88), 6, 6, 4, 24),
+    SIDEWALK: Style((160, 140, 148), 8, 3, 5, 12),
+    BUILDING: Style((135, 126, 116), 12, 4, 8, 16),
+    WALL: Style((178, 174, 165), 8, 3, 4, 8),
+    FENCE: Style((105, 115, 130), 6, 2, 2, 8),
+    POLE: Style((95, 95, 98), 8, 3, 2, 8),
+    LIGHT: Style((35, 35, 38), 4, 3, 2, 8),
+    SIGN: Style((35, 65, 155), 10, 3, 3, 8),
+    VEGETATION: Style((55, 105, 40), 10, 14, 14, 3),
+    TERRAIN: Style((150, 150, 90), 10, 6, 8, 8),
+    SKY: Style((140, 180, 220), 10, 1, 6, 32),
+    EGO: Style((25, 25, 28), 3, 2, 2, 16),
 }
 CAR_COLOURS = ((30, 30, 34), (170, 172, 178), (222, 222, 225), (85, 85, 90), (45, 50, 85), (110, 100, 90))
 CLOTHING = ((60, 60, 70), (90, 80, 70), (120, 120, 125), (40, 50, 70), (150, 140, 120))
@@ -131,9 +142,9 @@ def smooth_noise(rng, shape, cell) -> np.ndarray:
 def surface(rng, label_id):
     """The texture of a Cityscapes-like class with this instance's colour and brightness:
     a function of a patch shape returning (h,w,3) floats."""
-    colour, jitter, grain, blotch, cell = STYLE[label_id]
-    colour = (np.asarray(colour) + rng.normal(0, jitter, 3)) * rng.uniform(0.85, 1.15)
-    return textured(rng, colour, grain, blotch, cell)
+    style = STYLE[label_id]
+    colour = (np.asarray(style.colour) + rng.normal(0, style.jitter, 3)) * rng.uniform(0.85, 1.15)
+    return textured(rng, colour, style.grain, style.blotch, style.cell)
 
 
 def textured(rng, colour, grain, blotch, cell):
@@ -285,10 +296,6 @@ class Ground:
     def scale(self, y) -> float:
         """Size of things standing at row y relative to those at the bottom row."""
         return (y - self.horizon) / (self.h - self.horizon)
-
-    def x_at(self, bottom_x, y) -> float:
-        """Column at row y of the ground line from the vanishing point to (bottom_x, bottom row)."""
-        return self.vx + (bottom_x - self.vx) * self.scale(y)
 
     def wedge(self, shape, left, right) -> np.ndarray:
         """Ground between the lines to (left, bottom) and (right, bottom)."""

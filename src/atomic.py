@@ -4,6 +4,7 @@ An interrupted run therefore never leaves a half-written file under the final
 name, and "the file exists" can safely mean "this piece of work is done".
 """
 import contextlib
+import csv
 import json
 import os
 import pickle
@@ -56,3 +57,21 @@ def write_json(path, obj):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def write_csv(path, columns, rows):
+    """`rows` (dicts keyed by `columns`) as a CSV file with a header line."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_json_lines(path, records):
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.writelines(json.dumps(record) + "\n" for record in records)
+
+
+def read_json_lines(path) -> list:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -20,11 +20,12 @@ import numpy as np
 
 from src import paths
 from src.run_log import progress
-from src.atomic import atomic_path, read_json, read_pickle, write_json
+from src.atomic import atomic_path, read_json, read_pickle, write_csv, write_json
 from src.component_metrics import ComponentAccumulator
 from src.dataset import DATASETS, build_dataset
 from src.formatting import percent
 from src.fp_removal import remove_false_positives, removed_segments
+from src.meta_classifier import MetaClassifierResult, per_image, uncovered_counts
 from src.inference import default_device, network_at_epoch, network_outputs, write_probs
 from src.miou import class_ious, confusion_matrix, mean_iou
 from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_scores
@@ -124,17 +125,36 @@ def meta_classification(cfg, epoch):
     return remove_false_positives(cfg, epoch)
 
 
-def _component_metrics(cfg, epoch, removed):
-    """SegmentMeIfYouCan summaries of the entropy-threshold prediction and, after removing the
-    `removed` segments of each image, of the meta-classified one."""
+PER_IMAGE_COLUMNS = ("image", "image_file", "in_pixels", "ood_pixels", "void_pixels", "predicted_ood_pixels",
+                     "predicted_segments", "gt_segments", "fp_before", "fp_after", "fn_before", "fn_after",
+                     "removed_segments")
+
+
+def _per_image_evaluation(cfg, epoch, saved):
+    """SegmentMeIfYouCan summaries of the entropy-threshold prediction and of the meta-classified
+    one (the segments of `saved` removed), and the per-image table (CSV, PER_IMAGE_COLUMNS) that
+    points to the images where the method fails."""
     dataset = DATASETS[cfg.VALSET]
-    before, after = ComponentAccumulator(), ComponentAccumulator()
-    for i in progress(probs_indices(cfg, epoch), desc="component metrics", unit="image"):
-        components = np.abs(read_pickle(paths.components_file(cfg, epoch, i)))
-        gt_train = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids",))[0]
+    result = MetaClassifierResult.from_dict({k: v for k, v in saved.items() if k != "image_ids"})
+    iou0_per_image = per_image(np.asarray(result.iou0, np.int64), result.image_index, result.n_images)
+    before, after, rows = ComponentAccumulator(), ComponentAccumulator(), []
+    images = list(zip(saved["image_ids"], result.kept_per_image(), iou0_per_image))
+    for i, kept, iou0 in progress(images, desc="component metrics", unit="image"):
+        components = read_pickle(paths.components_file(cfg, epoch, i))
+        gt_components = read_pickle(paths.components_file(cfg, epoch, i, gt=True))
+        gt_train, image_path = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids", "image_path"))
+        labels = np.abs(components)
+        predicted = labels > 0
         gt_ood, void = gt_train == dataset.train_id_out, gt_train == dataset.void_id
-        before.update(components > 0, gt_ood, void)
-        after.update((components > 0) & ~np.isin(components, list(removed[i])), gt_ood, void)
+        before.update(predicted, gt_ood, void)
+        after.update(predicted & ~np.isin(labels, np.flatnonzero(~kept) + 1), gt_ood, void)
+        fn_before, fn_after = uncovered_counts([gt_components], [components], [[np.ones_like(kept)], [kept]], [i])
+        rows.append(dict(zip(PER_IMAGE_COLUMNS, (
+            i, image_path, int(np.count_nonzero(gt_train == dataset.train_id_in)), int(np.count_nonzero(gt_ood)),
+            int(np.count_nonzero(void)), int(np.count_nonzero(predicted)), len(kept),
+            int(np.abs(gt_components).max(initial=0)), int(np.count_nonzero(iou0 == 1)),
+            int(np.count_nonzero((iou0 == 1) & kept)), fn_before, fn_after, int(np.count_nonzero(~kept))))))
+    write_csv(paths.per_image_file(cfg, epoch), PER_IMAGE_COLUMNS, rows)
     return before.summary(), after.summary()
 
 
@@ -147,11 +167,10 @@ def segment_evaluation(cfg):
         saved = meta_classification(cfg, epoch)
         classifier[run] = {k: saved[k] for k in ("auroc", "auprc", "accuracy", "n_segments",
                                                  "removed_true_positives", "cv")}
-        removed = removed_segments(saved)
-        before, after = _component_metrics(cfg, epoch, removed)
+        before, after = _per_image_evaluation(cfg, epoch, saved)
         results[run] = {"fp": saved["fp_before"], "fn": saved["fn_before"], "components": before}
         results[f"{run}_meta"] = {"fp": saved["fp_after"], "fn": saved["fn_after"], "components": after}
-        _draw_panels(cfg, epoch, removed)
+        _draw_panels(cfg, epoch, removed_segments(saved))
     results["meta"] = results.pop(f"{meta_network(results)}_meta")
     results["meta_classifier"] = classifier
     return results

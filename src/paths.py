@@ -31,6 +31,11 @@ def evaluated_checkpoint(cfg: RunConfig, epoch: int) -> str:
     return cfg.ckpt if cfg.ckpt and epoch == cfg.val_epoch else checkpoint_path(cfg, epoch)
 
 
+def loss_record_file(cfg: RunConfig) -> str:
+    """The training losses at the run's alpha, per iteration and per epoch (JSON lines)."""
+    return os.path.join(weights_dir(cfg), f"{cfg.MODEL}_alpha_{cfg.pareto_alpha}_losses.jsonl")
+
+
 def eval_name(cfg: RunConfig) -> str:
     """The evaluation set's output folder (its spec): laf_eval, fs_eval (Fishyscapes Static), fs_laf_eval, ..."""
     return DATASETS[cfg.VALSET].spec.output(cfg)
@@ -94,6 +99,11 @@ def plots_dir(cfg: RunConfig) -> str:
 def histograms_file(cfg: RunConfig, epoch: int) -> str:
     """Pixel score histograms of the run of `epoch` (.npz)."""
     return os.path.join(results_dir(cfg), f"histograms_{epoch_pattern(cfg, epoch)}_{cfg.score}_bins{cfg.bins}.npz")
+
+
+def per_image_file(cfg: RunConfig, epoch: int) -> str:
+    """Per-image segment counts, FP / FN before and after meta classification, pixel counts (CSV)."""
+    return os.path.join(results_dir(cfg), f"per_image_{meta_classifier_name(cfg, epoch)}.csv")
 
 
 def evaluation_file(cfg: RunConfig) -> str:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from src import paths
 from src.run_log import progress
-from src.atomic import atomic_path
+from src.atomic import atomic_path, read_json_lines, write_json_lines
 from src.errors import MetaOodError
 from src.dataset import DATASETS, build_dataset, training_transform
 from src.loss import entropy_maximization_loss
@@ -192,17 +192,28 @@ def _save(cfg, proc, model, optimizer, epoch, loss, summary):
     logger.info("saved %s (epoch %d, mean loss %.6f)", path, epoch, loss)
 
 
+def _record_losses(cfg, epoch, iteration_losses, mean_loss):
+    """Appends the epoch to the loss record beside the checkpoints (JSON lines): one line per
+    iteration (of the first process) and one with the epoch's mean over all processes. Lines of
+    this or later epochs from an earlier run that was stopped or restarted are replaced."""
+    path = paths.loss_record_file(cfg)
+    kept = [line for line in read_json_lines(path) if line["epoch"] < epoch] if os.path.exists(path) else []
+    new = [{"epoch": epoch, "iteration": k + 1, "loss": value} for k, value in enumerate(iteration_losses)]
+    write_json_lines(path, kept + new + [{"epoch": epoch, "mean_loss": mean_loss, "iterations": len(new)}])
+
+
 def _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary):
+    """(mean loss over every process, this process's loss per iteration) of one epoch."""
     generator = _epoch_generator(cfg, epoch, proc.rank)
     dataset.set_epoch(epoch)
     loader = _loader(dataset, cfg, proc, generator)
     loader.sampler.set_epoch(epoch)
     indices = list(loader.sampler)
     model.train()
-    total, count = 0.0, 0
+    losses = []
     iterations = min(cfg.max_iters, len(loader)) if cfg.max_iters else len(loader)
-    bar = progress(itertools.islice(loader, iterations), desc=f"epoch {epoch + 1}", disable=None if proc.is_main else True,
-               total=iterations, dynamic_ncols=True)
+    bar = progress(itertools.islice(loader, iterations), desc=f"epoch {epoch + 1}", total=iterations,
+                   disable=None if proc.is_main else True)
     for it, (images, targets) in enumerate(bar):
         summary.samples_seen.extend(indices[it * cfg.batch_size:(it + 1) * cfg.batch_size])
         images = images.to(proc.device, non_blocking=True)
@@ -218,14 +229,13 @@ def _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        value = loss.item()
-        summary.iteration_losses.append(value)
-        total, count = total + value, count + 1
-        bar.set_postfix(loss=f"{total / count:.5f}")
-    if count == 0:
+        losses.append(loss.item())
+        summary.iteration_losses.append(losses[-1])
+        bar.set_postfix(loss=f"{np.mean(losses):.5f}")
+    if not losses:
         raise TrainingError(f"epoch {epoch + 1} had no batch: {len(dataset)} images for "
                             f"{proc.world_size} process(es) x batch size {cfg.batch_size}")
-    return _mean_over_processes(total, count, proc.device)
+    return _mean_over_processes(sum(losses), len(losses), proc.device), losses
 
 
 def train(cfg: RunConfig) -> TrainSummary:
@@ -248,8 +258,10 @@ def train(cfg: RunConfig) -> TrainSummary:
     if proc.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     for epoch in range(start, end):
-        loss = _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary)
+        loss, iteration_losses = _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary)
         summary.epochs.append(epoch + 1)
         summary.losses.append(loss)
         _save(cfg, proc, model, optimizer, epoch + 1, loss, summary)
+        if proc.is_main:
+            _record_losses(cfg, epoch + 1, iteration_losses, loss)
     return summary

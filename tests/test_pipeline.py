@@ -1,5 +1,6 @@
 """The user workflow end to end: the demo at tiny sizes through the three scripts, every output
 of every stage, and an interrupted demo that finishes with the same table."""
+import csv
 import json
 import os
 import pickle
@@ -80,6 +81,50 @@ def test_every_stage_writes_outputs_that_parse(demo_run):
             assert Image.open(png).format == "PNG"
     for run in ("baseline", "epoch_1_alpha_0.9"):
         assert 0 <= json.loads((io / "miou" / f"cityscapes_val_{run}.json").read_text())["miou"] <= 1
+
+
+def test_every_run_leaves_its_log_the_losses_and_a_per_image_table(demo_run):
+    root, stdout = demo_run
+    io = root / "io" / f"meta_ood_{MODEL}"
+    assert "--quick: the networks are trained for a few iterations only" in stdout
+    # one log file per script run: 2 trainings, 2 x 2 meta classifications, 2 evaluations
+    logs = _files(root / "io" / "logs", "*.log")
+    assert sorted({p.name.split("_2")[0] for p in logs}) == ["evaluation", "meta_classification", "ood_training"]
+    assert len(logs) == 8
+    for log in logs:
+        lines = log.read_text().splitlines()
+        versions = json.loads(next(line for line in lines if " versions: " in line).split(" versions: ")[1])
+        assert set(versions) == {"python", "torch", "numpy", "commit"} and versions["torch"] == torch.__version__
+        config = json.loads(next(line for line in lines if " configuration: " in line).split(" configuration: ")[1])
+        assert config["io_root"] == str(root / "io") and config["MODEL"] == MODEL
+    evaluation_log = next(p for p in logs if p.name.startswith("evaluation")).read_text()
+    assert "results saved to" in evaluation_log and "\r" not in evaluation_log  # no progress bars in files
+    # training losses: per iteration and per epoch, the epoch mean as in its checkpoint
+    lines = [json.loads(line) for line in (io / "weights" / f"{MODEL}_alpha_0.0_losses.jsonl").read_text().splitlines()]
+    for epoch in (1, 2):
+        iterations = [line for line in lines if line["epoch"] == epoch and "iteration" in line]
+        (summary,) = [line for line in lines if line["epoch"] == epoch and "mean_loss" in line]
+        assert [line["iteration"] for line in iterations] == list(range(1, summary["iterations"] + 1))
+        saved = torch.load(io / "weights" / f"{MODEL}_epoch_{epoch}_alpha_0.0.pth", weights_only=True)
+        assert summary["mean_loss"] == pytest.approx(saved["loss"])
+        assert summary["mean_loss"] == pytest.approx(np.mean([line["loss"] for line in iterations]))
+    # per-image table: one row per image, summing to the meta classifier's counts
+    for folder in ("laf_eval", "fs_eval"):
+        for run in ("baseline", "epoch_1_alpha_0.9"):
+            with open(io / folder / "results" / f"per_image_{run}_t0.7_loo.csv", newline="") as f:
+                rows = list(csv.DictReader(f))
+            result = json.loads((io / folder / "metaseg_io" / "meta_classifier" / f"{run}_t0.7_loo.json").read_text())
+            assert [int(row["image"]) for row in rows] == result["image_ids"]
+            for key in ("fp_before", "fp_after", "fn_before", "fn_after"):
+                assert sum(int(row[key]) for row in rows) == result[key], (folder, run, key)
+            assert sum(int(row["predicted_segments"]) for row in rows) == result["n_segments"]
+            assert sum(int(row["removed_segments"]) for row in rows) == sum(result["removed"])
+            for row in rows:
+                assert os.path.isfile(row["image_file"])
+                with Image.open(row["image_file"]) as image:
+                    pixels = image.width * image.height
+                assert int(row["in_pixels"]) + int(row["ood_pixels"]) + int(row["void_pixels"]) <= pixels
+                assert int(row["predicted_ood_pixels"]) <= pixels
 
 
 def _interrupt_when(root, path, armed_by=None):

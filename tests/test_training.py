@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from src import paths, training
+from src.atomic import read_json_lines
 from src.dataset import CityscapesCOCO
 from src.model import CheckpointError, load_network, read_checkpoint
 from src.settings import default_config
@@ -62,6 +63,20 @@ def test_resume_restores_the_optimizer_and_continues_the_same_run(cfg, tmp_path)
     final_resumed = read_checkpoint(paths.checkpoint_path(first, 2))["state_dict"]
     for key in final_straight:
         torch.testing.assert_close(final_resumed[key], final_straight[key], rtol=0, atol=0)
+
+
+def test_losses_are_recorded_per_iteration_and_epoch_and_a_resumed_run_replaces_later_epochs(cfg):
+    two = train(dataclasses.replace(cfg, num_training_epochs=2))
+    lines = read_json_lines(paths.loss_record_file(cfg))
+    assert lines == [{"epoch": 1, "iteration": 1, "loss": two.iteration_losses[0]},
+                     {"epoch": 1, "iteration": 2, "loss": two.iteration_losses[1]},
+                     {"epoch": 1, "mean_loss": two.losses[0], "iterations": 2},
+                     {"epoch": 2, "iteration": 1, "loss": two.iteration_losses[2]},
+                     {"epoch": 2, "iteration": 2, "loss": two.iteration_losses[3]},
+                     {"epoch": 2, "mean_loss": two.losses[1], "iterations": 2}]
+    os.remove(paths.checkpoint_path(cfg, 2))  # epoch 2 is trained again from the checkpoint of epoch 1
+    train(dataclasses.replace(cfg, training_starting_epoch=1))
+    assert read_json_lines(paths.loss_record_file(cfg)) == lines
 
 
 def test_rerun_continues_after_the_last_saved_epoch(cfg):
@@ -196,7 +211,8 @@ def test_the_script_runs_under_torchrun(cfg):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, cwd=paths_repo(), env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert os.listdir(paths.weights_dir(cfg)) == [os.path.basename(paths.checkpoint_path(cfg, 1))]
+    assert sorted(os.listdir(paths.weights_dir(cfg))) == sorted(
+        os.path.basename(p) for p in (paths.checkpoint_path(cfg, 1), paths.loss_record_file(cfg)))
 
 
 def paths_repo():

@@ -42,24 +42,37 @@ def component_scores(pred_ood, gt_ood, void):
     pred_ood, gt_ood, void = _checked_masks(pred_ood=pred_ood, gt_ood=gt_ood, void=void)
     if (gt_ood & void).any():
         raise ValueError(f"{np.count_nonzero(gt_ood & void)} pixels are both ground-truth OoD and void")
-    pred = pred_ood & ~void
     gt_labels, n_gt = ndimage.label(gt_ood, structure=EIGHT_CONNECTED)
-    pred_labels, n_pred = ndimage.label(pred, structure=EIGHT_CONNECTED)
+    pred_labels, n_pred = ndimage.label(pred_ood & ~void, structure=EIGHT_CONNECTED)
+    return labelled_component_scores(gt_labels, n_gt, pred_labels, n_pred, ~void)
 
-    pred_size = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
-    pred_on_gt = np.bincount(pred_labels[gt_ood], minlength=n_pred + 1)[1:]
-    ppv = pred_on_gt / pred_size
 
-    overlap = pred & gt_ood
-    gt_size = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)[1:]
-    intersection = np.bincount(gt_labels[overlap], minlength=n_gt + 1)[1:]
+def labelled_component_scores(gt_labels, n_gt, pred_labels, n_pred, roi):
+    """(sIoU per gt component, PPV per predicted component) of labelled components, float64
+    arrays in id order, every pixel counted only inside the region of interest `roi`.
+
+    gt_labels, pred_labels: (H, W) component ids 1..n_gt and 1..n_pred, 0 = none; a gt
+    component lies inside roi. Ids without a pixel in roi are no component (no entry), so that
+    removed components may leave gaps; a predicted component may reach out of roi (only its
+    pixels inside count), as when void cuts it after it was labelled.
+    """
+    gt_size = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)
+    # The predicted pixels are few: index them once instead of masking whole images.
+    on_pred = np.flatnonzero((pred_labels > 0) & roi)
+    pred_ids, gt_ids = pred_labels.ravel()[on_pred], gt_labels.ravel()[on_pred]
+    pred_size = np.bincount(pred_ids, minlength=n_pred + 1)
+    on_gt = gt_ids > 0
+    pred_ids, gt_ids = pred_ids[on_gt], gt_ids[on_gt]
+    pred_on_gt = np.bincount(pred_ids, minlength=n_pred + 1)
+    intersection = np.bincount(gt_ids, minlength=n_gt + 1)
     # Each (K, P) pair that touches once: P's pixels off the gt OoD mask join K's denominator.
-    pairs = np.unique(gt_labels[overlap].astype(np.int64) * (n_pred + 1) + pred_labels[overlap])
+    pairs = np.unique(gt_ids.astype(np.int64) * (n_pred + 1) + pred_ids)
     pair_gt, pair_pred = np.divmod(pairs, n_pred + 1)
-    pred_off_gt = (pred_size - pred_on_gt)[pair_pred - 1]
-    touching_off_gt = np.bincount(pair_gt, weights=pred_off_gt, minlength=n_gt + 1)[1:]
-    siou = intersection / (gt_size + touching_off_gt)
-    return siou, ppv
+    touching_off_gt = np.bincount(pair_gt, weights=(pred_size - pred_on_gt)[pair_pred], minlength=n_gt + 1)
+    gt_kept, pred_kept = gt_size > 0, pred_size > 0
+    gt_kept[0] = pred_kept[0] = False
+    siou = intersection[gt_kept] / (gt_size[gt_kept] + touching_off_gt[gt_kept])
+    return siou, pred_on_gt[pred_kept] / pred_size[pred_kept]
 
 
 def component_summary(siou, ppv, thresholds=THRESHOLDS):

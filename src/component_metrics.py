@@ -42,33 +42,34 @@ def component_scores(pred_ood, gt_ood, void):
     pred_ood, gt_ood, void = _checked_masks(pred_ood=pred_ood, gt_ood=gt_ood, void=void)
     if (gt_ood & void).any():
         raise ValueError(f"{np.count_nonzero(gt_ood & void)} pixels are both ground-truth OoD and void")
+    pred = pred_ood & ~void
     gt_labels, n_gt = ndimage.label(gt_ood, structure=EIGHT_CONNECTED)
-    pred_labels, n_pred = ndimage.label(pred_ood & ~void, structure=EIGHT_CONNECTED)
-    return labelled_component_scores(gt_labels, n_gt, pred_labels, n_pred, ~void)
-
-
-def labelled_component_scores(gt_labels, n_gt, pred_labels, n_pred, roi):
-    """(sIoU per gt component, PPV per predicted component) of labelled components, float64
-    arrays in id order, every pixel counted only inside the region of interest `roi`.
-
-    gt_labels, pred_labels: (H, W) component ids 1..n_gt and 1..n_pred, 0 = none; a gt
-    component lies inside roi. Ids without a pixel in roi are no component (no entry), so that
-    removed components may leave gaps; a predicted component may reach out of roi (only its
-    pixels inside count), as when void cuts it after it was labelled.
-    """
-    gt_size = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)
+    pred_labels, n_pred = ndimage.label(pred, structure=EIGHT_CONNECTED)
     # The predicted pixels are few: index them once instead of masking whole images.
-    on_pred = np.flatnonzero((pred_labels > 0) & roi)
-    pred_ids, gt_ids = pred_labels.ravel()[on_pred], gt_labels.ravel()[on_pred]
+    on_pred = np.flatnonzero(pred)
+    return pixel_component_scores(pred_labels.ravel()[on_pred], gt_labels.ravel()[on_pred], n_pred,
+                                  np.bincount(gt_labels.ravel(), minlength=n_gt + 1))
+
+
+def pixel_component_scores(pred_ids, gt_ids, n_pred, gt_size):
+    """(sIoU per gt component, PPV per predicted component), float64 arrays in id order, from
+    the predicted pixels that count and the sizes of the gt components.
+
+    pred_ids, gt_ids: for each such pixel its predicted component (1..n_pred) and its gt
+    component (0 = none); gt_size: the pixels of each gt component, index 0 unused. A predicted
+    id without a pixel, or a gt id of size 0, is no component (no entry), so that removed
+    components may leave gaps; leaving out some pixels of a predicted component is how void that
+    cuts it after labelling keeps it one component.
+    """
     pred_size = np.bincount(pred_ids, minlength=n_pred + 1)
     on_gt = gt_ids > 0
     pred_ids, gt_ids = pred_ids[on_gt], gt_ids[on_gt]
     pred_on_gt = np.bincount(pred_ids, minlength=n_pred + 1)
-    intersection = np.bincount(gt_ids, minlength=n_gt + 1)
+    intersection = np.bincount(gt_ids, minlength=gt_size.size)
     # Each (K, P) pair that touches once: P's pixels off the gt OoD mask join K's denominator.
     pairs = np.unique(gt_ids.astype(np.int64) * (n_pred + 1) + pred_ids)
     pair_gt, pair_pred = np.divmod(pairs, n_pred + 1)
-    touching_off_gt = np.bincount(pair_gt, weights=(pred_size - pred_on_gt)[pair_pred], minlength=n_gt + 1)
+    touching_off_gt = np.bincount(pair_gt, weights=(pred_size - pred_on_gt)[pair_pred], minlength=gt_size.size)
     gt_kept, pred_kept = gt_size > 0, pred_size > 0
     gt_kept[0] = pred_kept[0] = False
     siou = intersection[gt_kept] / (gt_size[gt_kept] + touching_off_gt[gt_kept])

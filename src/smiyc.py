@@ -15,8 +15,8 @@ class (a histogram of the 2**16 bit patterns, 2 MB whatever the number of frames
 and best F1 are those of sorting all valid pixels' float16 scores, ties included: scikit-learn's
 on the concatenated pixels; best_f1_threshold is the float16 value t whose scores >= t give
 the best F1 (the highest t on ties). The benchmark itself approximates the curve with 768 percentile bins
-per frame; finer-than-float16 score differences are merged here as in a submission. |score| >
-65504 becomes inf (ties), NaN at a valid pixel is an error.
+per frame; finer-than-float16 score differences are merged here as in a submission. |score| >=
+65520 becomes inf (ties), NaN at a valid pixel is an error.
 
 Two passes. The components need the best-F1 threshold, known once every pixel has been counted,
 so each frame is read twice. `scores` and `labels` may each be
@@ -31,9 +31,10 @@ A model's scores computed on the fly suit a generator (nothing is computed twice
 suit a callable that reads them anew.
 
 Components (per frame, t = best_f1_threshold; BENCHMARKS.md steps 1-8):
-    prediction = (float16 score >= t) & (label != 255): the pixel set of the best-F1 point. The
+    prediction = (float16(score) >= t) & (label != 255): the pixel set of the best-F1 point. The
         benchmark writes score > t with t one of its interpolated bin edges, which scores do not
-        hit; with t a score value itself, > would drop the pixels tied at t.
+        hit; with t a score value itself, > would drop the pixels tied at t. Computed as
+        score >= float16_edge(t, score dtype), without rounding the scores again.
     8-connected predicted components of fewer than S_pred pixels are removed, ground-truth
     components (label 1) of fewer than S_gt pixels become void; TRACKS: anomaly 500 / 100,
     obstacle 50 / 10. Then everything counts inside label != 255 only, with the component
@@ -54,7 +55,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from src.component_metrics import EIGHT_CONNECTED, labelled_component_scores
+from src.component_metrics import EIGHT_CONNECTED, pixel_component_scores
 from src.errors import MetaOodError
 from src.pixel_metrics import best_f1_from_counts, exact_metrics
 
@@ -81,6 +82,8 @@ _VALUES, _VALUE_OF_PATTERN = np.unique(_FLOAT16[_NOT_NAN], return_inverse=True)
 _CLASS_OFFSET = np.full(256, 3 * _PATTERNS, np.intp)
 _CLASS_OFFSET[[IN_DISTRIBUTION, ANOMALY, VOID]] = 0, _PATTERNS, 2 * _PATTERNS
 _MISSING = object()
+# float16_edge is exact for these (numpy rounds longdouble to float16 through float64, twice).
+_SCORE_DTYPES = (np.float16, np.float32, np.float64)
 
 
 def smiyc_metrics(scores, labels, track, cache_budget=DEFAULT_CACHE_BUDGET):
@@ -88,21 +91,16 @@ def smiyc_metrics(scores, labels, track, cache_budget=DEFAULT_CACHE_BUDGET):
     if track not in TRACKS:
         raise ValueError(f"track: expected one of {sorted(TRACKS)}, got {track!r}")
     counts = _PixelCounts()
-    if _one_shot(scores) or _one_shot(labels):
-        cache = _FrameCache(cache_budget)
-        for score16, label in _frames(scores, labels):
-            counts.add(score16, label)
+    cache = _FrameCache(cache_budget) if _one_shot(scores) or _one_shot(labels) else None
+    for score, label in _frames(scores, labels):
+        score16 = score.astype(np.float16, copy=False)
+        counts.add(score16, label)
+        if cache is not None:
             cache.add(score16, label)
-        second_pass = cache.frames()
-    else:
-        for score16, label in _frames(scores, labels):
-            counts.add(score16, label)
-        second_pass = _frames(scores, labels)
     pixel = _pixel_figures(*counts.by_value())
-    threshold = np.float16(pixel["best_f1_threshold"])
     components = _ComponentCounts()
-    for score16, label in second_pass:
-        components.add(*_frame_components(score16, label, threshold, TRACKS[track]))
+    for score, label in _frames(scores, labels) if cache is None else cache.frames():
+        components.add(*_frame_components(score, label, pixel["best_f1_threshold"], TRACKS[track]))
     return {**pixel, **components.summary()}
 
 
@@ -111,7 +109,7 @@ def _one_shot(source):
 
 
 def _frames(scores, labels):
-    """(float16 scores, uint8 labels) of each frame, checked; a fresh pass over the sources."""
+    """(float scores, uint8 labels) of each frame, checked; a fresh pass over the sources."""
     pairs = itertools.zip_longest(_fresh(scores), _fresh(labels), fillvalue=_MISSING)
     for index, (score, label) in enumerate(pairs):
         if score is _MISSING or label is _MISSING:
@@ -131,9 +129,9 @@ def _checked_frame(score, label, index):
                          f"{score.shape} and {label.shape}")
     if label.dtype != np.uint8:
         raise ValueError(f"frame {index}: expected uint8 labels (0, 1, 255), got {label.dtype}")
-    if not np.issubdtype(score.dtype, np.floating):
-        raise ValueError(f"frame {index}: expected float scores, got {score.dtype}")
-    return score.astype(np.float16), label
+    if score.dtype not in _SCORE_DTYPES:
+        raise ValueError(f"frame {index}: expected float16, float32 or float64 scores, got {score.dtype}")
+    return score, label
 
 
 class _PixelCounts:
@@ -212,26 +210,48 @@ class _FrameCache:
             yield frame.expanded()
 
 
-def _frame_components(score16, label, threshold, track):
-    """(sIoU per ground-truth component, PPV per predicted component) of one frame segmented at
-    `threshold` (float16), with the size limits of `track` (module doc)."""
-    valid = label != VOID
-    pred_labels, n_pred = _components(valid & (score16 >= threshold), track.min_pred_pixels)
-    anomaly = label == ANOMALY
-    gt_labels, n_gt = _components(anomaly, track.min_gt_pixels)
-    roi = valid & ~(anomaly & (gt_labels == 0))  # ground-truth components too small are void now
-    return labelled_component_scores(gt_labels, n_gt, pred_labels, n_pred, roi)
+def _frame_components(score, label, threshold, track):
+    """(sIoU per ground-truth component, PPV per predicted component) of one frame segmented where
+    float16(score) >= threshold, with the size limits of `track` (module doc)."""
+    # Rounding every score to float16 again would take longer than the rest.
+    edge = float16_edge(threshold, score.dtype)
+    _, pred_pixels, pred_ids, pred_size = _components((label != VOID) & (score >= edge), track.min_pred_pixels)
+    gt_labels, _, _, gt_size = _components(label == ANOMALY, track.min_gt_pixels)
+    gt_ids = gt_labels.ravel()[pred_pixels]
+    # Pixels of removed predictions do not count, nor those on too small objects (void now).
+    counted = (pred_size[pred_ids] > 0) & ((gt_ids == 0) | (gt_size[gt_ids] > 0))
+    return pixel_component_scores(pred_ids[counted], gt_ids[counted], pred_size.size - 1, gt_size)
+
+
+def float16_edge(thresholds, dtype):
+    """The smallest value of the float dtype whose float16 rounding is >= threshold, for each
+    float16 threshold: score >= edge is float16(score) >= threshold, since rounding is monotone."""
+    thresholds = np.asarray(thresholds, np.float16)
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        return thresholds
+    with np.errstate(over="ignore"):  # the float16 values from +-65504 on round to +-inf
+        below = np.nextafter(thresholds, np.float16(-np.inf))
+        # The halfway point to the float16 value below, exact in dtype (float16 values need 11
+        # bits, their mean 12), is the edge if it rounds up, else the next value of dtype is. The
+        # infinities stand for +-2**16 here: float16 rounds from +-65520 (halfway from 65504) to them.
+        high = np.where(thresholds == np.inf, dtype.type(2.0**16), thresholds.astype(dtype))
+        low = np.where(below == -np.inf, dtype.type(-2.0**16), below.astype(dtype))
+        halfway = (low + high) / 2
+        rounds_up = halfway.astype(np.float16) >= thresholds
+    return np.where(rounds_up, halfway, np.nextafter(halfway, dtype.type(np.inf)))
 
 
 def _components(mask, min_pixels):
-    """(8-connected component ids of mask, 0 where a component has fewer than min_pixels pixels;
-    the number of ids before the removal)."""
+    """(8-connected component ids (H, W), the flat indices of mask's pixels, their ids, the pixels
+    of each id, 0 for the components of fewer than min_pixels pixels)."""
     ids, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
-    small = np.bincount(ids.ravel(), minlength=n + 1) < min_pixels
-    small[0] = False
-    if small.any():
-        ids = np.where(small, 0, np.arange(n + 1, dtype=ids.dtype))[ids]
-    return ids, n
+    # Masks are sparse: their pixels' ids, not whole images, give the sizes.
+    pixels = np.flatnonzero(mask)
+    pixel_ids = ids.ravel()[pixels]
+    size = np.bincount(pixel_ids, minlength=n + 1)
+    size[size < min_pixels] = 0
+    return ids, pixels, pixel_ids, size
 
 
 class _ComponentCounts:

@@ -12,7 +12,7 @@ from scipy import ndimage
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
 
 from src.errors import MetaOodError
-from src.smiyc import THRESHOLDS, TRACKS, smiyc_metrics
+from src.smiyc import THRESHOLDS, TRACKS, float16_edge, smiyc_metrics
 
 SHAPE = (100, 600)
 
@@ -190,6 +190,21 @@ def test_pixel_metrics_equal_scikit_learn_on_the_float16_scores(seed):
     assert got["best_f1_threshold"] == thresholds[np.isclose(f1, np.nanmax(f1), rtol=1e-12, atol=0)].max()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float16_edges_select_exactly_the_scores_that_round_to_the_threshold_or_above(dtype):
+    # Every float16 value t: the edge rounds to >= t and the value of dtype just below it to < t.
+    # Rounding is monotone, so score >= edge is float16(score) >= t for every score of dtype.
+    thresholds = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    thresholds = thresholds[~np.isnan(thresholds)]
+    edges = float16_edge(thresholds, dtype)
+    with np.errstate(over="ignore"):  # casts beyond 65504
+        assert edges.dtype == dtype and (edges.astype(np.float16) >= thresholds).all()
+        below = np.nextafter(edges, dtype(-np.inf))
+        assert (below.astype(np.float16) < thresholds)[thresholds > -np.inf].all()
+    assert float16_edge(np.inf, dtype) == 65520 and float16_edge(0.0, dtype) == -(2.0**-25)
+    assert float16_edge(0.5, np.float16) == 0.5 and np.isnan(float16_edge(np.nan, dtype))
+
+
 def _component_frames(seed, n=4, shape=(120, 200)):
     """Smooth scores with bumps on (shifted) objects and elsewhere; labels with a void band."""
     rng = np.random.default_rng(seed)
@@ -259,7 +274,7 @@ def test_nan_scores_count_only_where_the_label_is_valid():
     ([np.zeros((4, 5))], [np.zeros((4, 5), np.uint8)] * 2, "more label maps than score maps"),
     ([np.zeros((4, 5))], [np.zeros((4, 6), np.uint8)], "one shape"),
     ([np.zeros((4, 5))], [np.zeros((4, 5), np.int32)], "uint8"),
-    ([np.zeros((4, 5), np.int32)], [np.zeros((4, 5), np.uint8)], "float scores"),
+    ([np.zeros((4, 5), np.int32)], [np.zeros((4, 5), np.uint8)], "float16, float32 or float64 scores"),
     ([np.zeros((4, 5))], [np.full((4, 5), 2, np.uint8)], r"0, 1 or 255, got also \[2\]"),
 ])
 def test_bad_frames_are_errors(scores, labels, message):

@@ -230,7 +230,7 @@ def float16_edge(thresholds, dtype):
     dtype = np.dtype(dtype)
     if dtype == np.float16:
         return thresholds
-    with np.errstate(over="ignore"):  # the float16 values from +-65504 on round to +-inf
+    with np.errstate(over="ignore"):  # below -65504 and from +-65520 on, float16 is +-inf: as meant
         below = np.nextafter(thresholds, np.float16(-np.inf))
         # The halfway point to the float16 value below, exact in dtype (float16 values need 11
         # bits, their mean 12), is the edge if it rounds up, else the next value of dtype is. The

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(REPO))
 
-from bench.common import MB, child_stdout, expected, figure, median_seconds, print_json  # noqa: E402
+from bench.common import child_memory_mb, expected, figure, median_seconds, peak_extra_mb, print_json  # noqa: E402
 from src import paths  # noqa: E402
 from src.metaseg import compute_metrics_components, compute_metrics_mask  # noqa: E402
 from src.scores import entropy_mask  # noqa: E402
@@ -57,32 +56,9 @@ def metric_calls(data):
     return calls
 
 
-def _status_kb(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
-def peak_extra_mb(fn):
-    """(tracemalloc peak, resident peak above the start) in MB; the second is None off Linux."""
-    fn()  # first touch of code and input pages
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current resident size
-    except OSError:
-        return peak / MB, None
-    before = _status_kb("VmRSS")
-    fn()
-    return peak / MB, (_status_kb("VmHWM") - before) * 1024 / MB
-
-
 def measured_memory(input_file, name):
     """peak_extra_mb of one call, in a fresh process: "<alloc MB> <peak RSS MB or n/a>"."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(128 * 1024))
-    return child_stdout([sys.executable, __file__, "--input", input_file, "--memory-of", name], env=env).split()
+    return child_memory_mb([sys.executable, __file__, "--input", input_file, "--memory-of", name])
 
 
 def write_probs_files(data, cfg, epoch, n_images):

@@ -5,9 +5,11 @@ its stdout, which bench/run_all.py reads. EXPECTED is the one place for the refe
 (the reference implementation, bench/reference/README.md) and the targets the issues set.
 """
 import json
+import os
 import statistics
 import subprocess
 import time
+import tracemalloc
 from typing import NamedTuple
 
 MB = 1e6  # memory in decimal MB, the unit of the references and targets
@@ -51,6 +53,8 @@ EXPECTED = {
     ("evaluation", "paper metrics peak"): Expected(reference=750),
     ("evaluation", "exact metrics"): Expected(target=10),
     ("evaluation", "exact metrics, 100000 bins"): Expected(target=10),
+    ("smiyc", "seconds per frame, list"): Expected(target=0.1),
+    ("smiyc", "seconds per frame, generator"): Expected(target=0.1),
 }
 
 
@@ -84,3 +88,35 @@ def child_stdout(command, **kwargs) -> str:
         raise RuntimeError(f"{' '.join(map(str, command))} failed with exit status {done.returncode}; "
                            f"its stderr:\n{done.stderr}")
     return done.stdout
+
+
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def peak_extra_mb(fn):
+    """(tracemalloc peak, resident peak above the start) in MB of calling fn, after a first call
+    that touches code and input pages; the second is None off Linux. tracemalloc sees numpy's
+    buffers (an upper bound: zero pages never touched count); the resident peak is Linux VmHWM,
+    reset through /proc/self/clear_refs."""
+    fn()
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident size
+    except OSError:
+        return peak / MB, None
+    before = _status_kb("VmRSS")
+    fn()
+    return peak / MB, (_status_kb("VmHWM") - before) * 1024 / MB
+
+
+def child_memory_mb(command):
+    """["<alloc MB>", "<peak RSS MB or n/a>"] that `command`, a script printing peak_extra_mb of
+    one call, prints in a fresh process; glibc's mmap threshold is fixed so that freed buffers
+    are given back and not silently reused."""
+    return child_stdout(command, env=dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(128 * 1024))).split()

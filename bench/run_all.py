@@ -28,6 +28,7 @@ BENCHMARKS = {
     "loss": ("bench_loss.py", ["--rounds", "1", "--repeats", "2"]),
     "metaseg": ("bench_metaseg.py", ["--repeats", "2", "--images", "2"]),
     "evaluation": ("bench_evaluation.py", ["--repeats", "2"]),
+    "smiyc": ("bench_smiyc.py", ["--repeats", "1", "--frames", "10"]),
 }
 COLUMNS = ["benchmark", "figure", "ours", "reference", "target", "met?"]
 

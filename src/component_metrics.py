@@ -45,21 +45,35 @@ def component_scores(pred_ood, gt_ood, void):
     pred = pred_ood & ~void
     gt_labels, n_gt = ndimage.label(gt_ood, structure=EIGHT_CONNECTED)
     pred_labels, n_pred = ndimage.label(pred, structure=EIGHT_CONNECTED)
+    # The predicted pixels are few: index them once instead of masking whole images.
+    on_pred = np.flatnonzero(pred)
+    return pixel_component_scores(pred_labels.ravel()[on_pred], gt_labels.ravel()[on_pred], n_pred,
+                                  np.bincount(gt_labels.ravel(), minlength=n_gt + 1))
 
-    pred_size = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
-    pred_on_gt = np.bincount(pred_labels[gt_ood], minlength=n_pred + 1)[1:]
-    ppv = pred_on_gt / pred_size
 
-    overlap = pred & gt_ood
-    gt_size = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)[1:]
-    intersection = np.bincount(gt_labels[overlap], minlength=n_gt + 1)[1:]
+def pixel_component_scores(pred_ids, gt_ids, n_pred, gt_size):
+    """(sIoU per gt component, PPV per predicted component), float64 arrays in id order, from
+    the predicted pixels that count and the sizes of the gt components.
+
+    pred_ids, gt_ids: for each such pixel its predicted component (1..n_pred) and its gt
+    component (0 = none); gt_size: the pixels of each gt component, index 0 unused. A predicted
+    id without a pixel, or a gt id of size 0, is no component (no entry), so that removed
+    components may leave gaps; leaving out some pixels of a predicted component is how void that
+    cuts it after labelling keeps it one component.
+    """
+    pred_size = np.bincount(pred_ids, minlength=n_pred + 1)
+    on_gt = gt_ids > 0
+    pred_ids, gt_ids = pred_ids[on_gt], gt_ids[on_gt]
+    pred_on_gt = np.bincount(pred_ids, minlength=n_pred + 1)
+    intersection = np.bincount(gt_ids, minlength=gt_size.size)
     # Each (K, P) pair that touches once: P's pixels off the gt OoD mask join K's denominator.
-    pairs = np.unique(gt_labels[overlap].astype(np.int64) * (n_pred + 1) + pred_labels[overlap])
+    pairs = np.unique(gt_ids.astype(np.int64) * (n_pred + 1) + pred_ids)
     pair_gt, pair_pred = np.divmod(pairs, n_pred + 1)
-    pred_off_gt = (pred_size - pred_on_gt)[pair_pred - 1]
-    touching_off_gt = np.bincount(pair_gt, weights=pred_off_gt, minlength=n_gt + 1)[1:]
-    siou = intersection / (gt_size + touching_off_gt)
-    return siou, ppv
+    touching_off_gt = np.bincount(pair_gt, weights=(pred_size - pred_on_gt)[pair_pred], minlength=gt_size.size)
+    gt_kept, pred_kept = gt_size > 0, pred_size > 0
+    gt_kept[0] = pred_kept[0] = False
+    siou = intersection[gt_kept] / (gt_size[gt_kept] + touching_off_gt[gt_kept])
+    return siou, pred_on_gt[pred_kept] / pred_size[pred_kept]
 
 
 def component_summary(siou, ppv, thresholds=THRESHOLDS):

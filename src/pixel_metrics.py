@@ -13,6 +13,8 @@ scores, so with the same formulas the results are scikit-learn's on the binned s
     ROC  (FP_k / N_in, TP_k / N_out), starting at (0, 0); AUROC = trapezoid area.
     AP   sum_k (R_k - R_{k-1}) P_k, R_k = TP_k / N_out, P_k = TP_k / (TP_k + FP_k)
          (a step sum, no interpolation) = average_precision_score.
+    F1   2 TP_k / (TP_k + FP_k + N_out) = 2 P_k R_k / (P_k + R_k); best_f1_from_counts gives the
+         highest and its bin (SegmentMeIfYouCan's best F1 and threshold).
 
 Two protocols (`PROTOCOLS`):
     paper  The reference's numbers, from 100 bins over [0, 1]. It rescaled the counts and
@@ -166,17 +168,19 @@ def _grid_exponent(low, high, bins, finest=None):
 
 # ---------------------------------------------------------------- counts -> metrics
 
-def _checked_counts(counts_in, counts_out, what="histogram"):
+def _checked_counts(counts_in, counts_out, what="histogram", need_in=True):
     counts_in, counts_out = np.asarray(counts_in), np.asarray(counts_out)
     if counts_in.ndim != 1 or counts_in.shape != counts_out.shape:
         raise ValueError(f"{what}: expected two 1-D count arrays of equal length, got shapes "
                          f"{counts_in.shape} and {counts_out.shape}")
     if (counts_in < 0).any() or (counts_out < 0).any():
         raise ValueError(f"{what}: counts must be >= 0")
-    for counts, name, pixels in ((counts_out, "OoD", "train_id_out"), (counts_in, "in-distribution", "train_id_in")):
-        if counts.sum() == 0:
-            raise ValueError(f"{what}: no {name} pixel (gt == {pixels}) was counted; "
-                             f"AUROC, FPR95 and AUPRC need both classes")
+    if counts_out.sum() == 0:
+        raise ValueError(f"{what}: no OoD pixel (gt == train_id_out) was counted; "
+                         f"AUROC, FPR95, AUPRC and F1 need OoD pixels")
+    if need_in and counts_in.sum() == 0:
+        raise ValueError(f"{what}: no in-distribution pixel (gt == train_id_in) was counted; "
+                         f"AUROC, FPR95 and AUPRC need both classes")
     return counts_in.astype(np.int64), counts_out.astype(np.int64)
 
 
@@ -247,6 +251,16 @@ def exact_metrics(counts_in, counts_out):
         "fpr95": float(fps[first_reaching] / fps[-1]),
         "auprc": _average_precision(fps, tps),
     }
+
+
+def best_f1_from_counts(counts_in, counts_out):
+    """(best F1, bin k): F1 = 2 TP / (TP + FP + N_out), with the bins >= k counted as OoD, is
+    highest at k; on ties the highest such k. Needs OoD counts only."""
+    counts_in, counts_out = _checked_counts(counts_in, counts_out, need_in=False)
+    fps, tps = _cumulative_counts(counts_in, counts_out)
+    f1 = 2 * tps / (tps + fps + tps[-1])
+    best = int(np.argmax(f1))  # the first maximum from the highest score down
+    return float(f1[best]), int(np.flatnonzero(counts_in + counts_out)[::-1][best])
 
 
 PROTOCOLS = {"paper": paper_metrics, "exact": exact_metrics}

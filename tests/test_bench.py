@@ -134,15 +134,30 @@ def test_run_benchmark_returns_the_script_figures(tmp_path, monkeypatch):
     assert run_all.run_benchmark("fake", quick=True, timeout=60)["figures"][0]["value"] == 3  # --json, --quick-flag
 
 
-def test_bench_evaluation_json_has_every_expected_figure():
-    done = subprocess.run([sys.executable, str(run_all.BENCH_DIR / "bench_evaluation.py"), "--repeats", "1", "--json"],
+def _figures_of_a_run(benchmark, *args):
+    """The parsed JSON result of bench_<benchmark>.py run with args, after checking that it has
+    every figure of EXPECTED, once each, as a float >= 0."""
+    script = run_all.BENCH_DIR / f"bench_{benchmark}.py"
+    done = subprocess.run([sys.executable, str(script), *args, "--json"],
                           capture_output=True, text=True, timeout=120, check=True)
     result = run_all.parse_result(done.stdout)
     names = [f["name"] for f in result["figures"]]
     assert all(isinstance(f["value"], float) and f["value"] >= 0 for f in result["figures"])
-    assert {name for bench, name in EXPECTED if bench == "evaluation"} <= set(names)
+    assert {name for bench, name in EXPECTED if bench == benchmark} <= set(names)
     assert len(names) == len(set(names))
     assert json.loads(done.stdout.splitlines()[-1]) == result
+    return result
+
+
+def test_bench_evaluation_json_has_every_expected_figure():
+    _figures_of_a_run("evaluation", "--repeats", "1")
+
+
+def test_bench_smiyc_json_has_every_expected_figure_at_a_tiny_size():
+    result = _figures_of_a_run("smiyc", "--frames", "3", "--distinct", "2", "--height", "128", "--width", "256",
+                               "--repeats", "1")
+    assert {"alloc, list", "alloc, generator"} <= {f["name"] for f in result["figures"]}
+    assert "3 frames of 128x256" in result["context"]
 
 
 def test_child_stdout_shows_the_child_stderr_when_it_fails():

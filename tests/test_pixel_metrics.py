@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import auc, average_precision_score, roc_auc_score, roc_curve
 
-from src.pixel_metrics import ScoreHistogram, exact_metrics, paper_metrics, roc_curve_from_counts
+from src.pixel_metrics import ScoreHistogram, best_f1_from_counts, exact_metrics, paper_metrics, roc_curve_from_counts
 
 GOLDEN_CASES = ["pixel_s01_laf_baseline", "pixel_s02_laf_trained", "pixel_s03_separated"]
 IN, OUT, OTHER, VOID = 1, 2, 0, 255
@@ -136,6 +136,19 @@ def test_exact_protocol_by_hand():
     hist.update(np.array([0.95, 0.75, 0.75, 0.25]), np.array([OUT, IN, OUT, IN]), IN, OUT)
     got = exact_metrics(hist.counts_in, hist.counts_out)
     assert got == pytest.approx({"auroc": 7 / 8, "fpr95": 1 / 2, "auprc": 5 / 6}, abs=1e-15)
+
+
+def test_best_f1_by_hand():
+    # Bins (in, out) from low to high: (3, 0), (1, 1), (0, 2); N_out = 3. From the top:
+    # bin 2: TP 2, FP 0 -> 4 / (2 + 0 + 3) = 4/5; bin 1: TP 3, FP 1 -> 6 / 7; bin 0: 6 / 10.
+    assert best_f1_from_counts([3, 1, 0], [0, 1, 2]) == pytest.approx((6 / 7, 1), abs=1e-15)
+    # Equal F1 at bin 2 (TP 1, FP 0: 2 / 3) and bin 1 (TP 2, FP 2: 4 / 6): the higher bin wins.
+    assert best_f1_from_counts([5, 2, 0], [0, 1, 1]) == (2 / 3, 2)
+    assert best_f1_from_counts([1, 1, 0], [0, 0, 1]) == (1.0, 2)
+    # No in-distribution pixel: all OoD (bin 0) is perfect.
+    assert best_f1_from_counts([0, 0], [1, 1]) == (1.0, 0)
+    with pytest.raises(ValueError, match="no OoD pixel"):
+        best_f1_from_counts([1, 1], [0, 0])
 
 
 # ---------------------------------------------------------------- histogram accumulation

@@ -245,7 +245,6 @@ def train(cfg: RunConfig) -> TrainSummary:
     start, saved = _resume_point(cfg)
     end = cfg.training_starting_epoch + cfg.num_training_epochs
     if proc.is_main:
-        logger.info("configuration: %s", dataclasses.asdict(cfg))
         if start == end:
             logger.info("nothing to train: epoch %d, the last of this run, is done", end)
         elif start > cfg.training_starting_epoch:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from src import paths
-from src.atomic import atomic_path, read_json, read_pickle, write_json
+from src.atomic import atomic_path, read_json, read_npz, unusable, write_json, write_npz
 from src.component_metrics import ComponentAccumulator
 from src.dataset import DATASETS, build_dataset
 from src.dataset.base import read_rgb
@@ -30,6 +30,7 @@ from src.miou import class_ious, confusion_matrix, mean_iou
 from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_scores
 from src.plots import plot_image_panel, plot_roc_pr, plot_score_histograms
 from src.scores import SCORE_RANGES, SCORES, score_map
+from src.segment_files import read_components
 from src.segment_search import probs_indices, read_probs, run_segment_search
 
 logger = logging.getLogger(__name__)
@@ -61,12 +62,31 @@ def _histograms_file(cfg, epoch):
                                                 f"{cfg.score}_bins{cfg.bins}.npz")
 
 
+HISTOGRAM_ARRAYS = ("edges", "in", "out")  # saved as <protocol>_<array>
+HISTOGRAMS = "score histograms (for paper and exact: float64 edges (n + 1,), int64 counts in and out (n,))"
+HISTOGRAMS_RERUN = "evaluation.py -pixel (with the same settings)"
+
+
+def _read_histograms(path):
+    """{protocol: (edges, counts_in, counts_out)} as score_histograms saved them at `path`, checked."""
+    arrays = read_npz(path, HISTOGRAMS, HISTOGRAMS_RERUN)
+    names = [f"{p}_{k}" for p in PROTOCOLS for k in HISTOGRAM_ARRAYS]
+    if sorted(arrays) != sorted(names):
+        raise unusable(path, f"arrays {', '.join(arrays) or 'none'}", HISTOGRAMS, HISTOGRAMS_RERUN)
+    histograms = {p: tuple(arrays[f"{p}_{k}"] for k in HISTOGRAM_ARRAYS) for p in PROTOCOLS}
+    for protocol, (edges, *counts) in histograms.items():
+        if not (edges.dtype == np.float64 and all(c.dtype == np.int64 for c in counts)
+                and edges.ndim == 1 and all(c.shape == (edges.size - 1,) for c in counts)):
+            found = ", ".join(f"{a.dtype} {a.shape}" for a in (edges, *counts))
+            raise unusable(path, f"{protocol} edges, counts in and out {found}", HISTOGRAMS, HISTOGRAMS_RERUN)
+    return histograms
+
+
 def score_histograms(cfg, epoch):
     """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached)."""
     path = _histograms_file(cfg, epoch)
     if os.path.exists(path):
-        with np.load(path) as saved:
-            return {p: tuple(saved[f"{p}_{k}"] for k in ("edges", "in", "out")) for p in PROTOCOLS}
+        return _read_histograms(path)
     write_probs(cfg, epoch)
     value_range = SCORE_RANGES[cfg.score]
     histograms = {"paper": ScoreHistogram(PAPER_BINS, value_range) if value_range else None,
@@ -80,9 +100,7 @@ def score_histograms(cfg, epoch):
     # The paper protocol is defined on 100 bins of a bounded score; an unbounded one gets the fine grid.
     histograms["paper"] = histograms["paper"] or histograms["exact"]
     result = {p: (h.edges, h.counts_in, h.counts_out) for p, h in histograms.items()}
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **{f"{p}_{k}": a for p, arrays in result.items()
-                         for k, a in zip(("edges", "in", "out"), arrays)})
+    write_npz(path, {f"{p}_{k}": a for p, arrays in result.items() for k, a in zip(HISTOGRAM_ARRAYS, arrays)})
     return result
 
 
@@ -122,7 +140,7 @@ def _component_metrics(cfg, epoch, removed):
     dataset = DATASETS[cfg.VALSET]
     before, after = ComponentAccumulator(), ComponentAccumulator()
     for i in probs_indices(cfg, epoch):
-        components = np.abs(read_pickle(paths.components_file(cfg, epoch, i)))
+        components = np.abs(read_components(paths.components_file(cfg, epoch, i)))
         gt_train = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids",))[0]
         gt_ood, void = gt_train == dataset.train_id_out, gt_train == dataset.void_id
         before.update(components > 0, gt_ood, void)
@@ -160,7 +178,7 @@ def _draw_panels(cfg, epoch, removed):
         score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
                                                  "image_path")
         plot_image_panel(path, read_rgb(image_path.decode()), gt_train, dataset.train_id_in, dataset.train_id_out,
-                         score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
+                         score, read_components(paths.components_file(cfg, epoch, i)), removed[i],
                          f"{cfg.VALSET} image {i}, {paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
 
@@ -182,7 +200,8 @@ def miou_of_epoch(cfg, epoch):
     """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached)."""
     path = _miou_file(cfg, epoch)
     if os.path.exists(path):
-        return read_json(path)
+        return read_json(path, "an mIoU result", "evaluation.py -miou (with the same settings)",
+                         ("miou", "class_iou"))
     dataset = build_dataset("Cityscapes", cfg, split="val")
     device = default_device()
     model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
@@ -275,7 +294,8 @@ def evaluate(cfg, pixel=True, segment=True, miou=False):
     sections of the other evaluations stay as an earlier run saved them (so `-miou` after
     `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
     path = evaluation_file(cfg)
-    results = read_json(path) if os.path.exists(path) else {}
+    results = (read_json(path, "evaluation results", "evaluation.py (with the same settings)")
+               if os.path.exists(path) else {})
     results["config"] = dataclasses.asdict(cfg)
     if pixel:
         results["pixel"] = pixel_evaluation(cfg)

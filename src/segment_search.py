@@ -2,9 +2,9 @@
 
 For each probs file of an evaluation run it writes, atomically, the metrics and the
 components map of the predicted OoD segments and of the ground-truth OoD segments
-(`paths.metrics_file` / `paths.components_file`, plain pickles of a dict of 1-D numpy
-arrays and of an int32 (H, W) array). Images whose four outputs exist are skipped, so an
-interrupted search resumes where it stopped.
+(`paths.metrics_file` / `paths.components_file`, .npz files: see src/segment_files.py).
+Images whose four outputs exist are skipped, so an interrupted search resumes where it
+stopped.
 """
 import logging
 import multiprocessing
@@ -16,10 +16,10 @@ import h5py
 from tqdm import tqdm
 
 from src import paths
-from src.atomic import write_pickle
 from src.errors import MetaOodError
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.scores import entropy_mask
+from src.segment_files import write_components, write_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ def output_files(cfg, epoch, index):
     """Metrics and components of predicted segments, then of ground-truth segments."""
     return [paths.metrics_file(cfg, epoch, index), paths.components_file(cfg, epoch, index),
             paths.metrics_file(cfg, epoch, index, gt=True), paths.components_file(cfg, epoch, index, gt=True)]
+
+
+_WRITERS = (write_metrics, write_components) * 2  # in the order of output_files
 
 
 def read_probs(path, names):
@@ -70,8 +73,8 @@ def search_image(cfg, epoch, index, ood_index):
     """Writes the four outputs of image `index`."""
     probs, gt_train, gt_label = read_probs(paths.probs_file(cfg, epoch, index), SEARCH_DATASETS)
     results = segment_metrics(probs, gt_train, gt_label, cfg.entropy_threshold, ood_index)
-    for path, result in zip(output_files(cfg, epoch, index), results):
-        write_pickle(path, result)
+    for write, path, result in zip(_WRITERS, output_files(cfg, epoch, index), results):
+        write(path, result)
 
 
 def probs_indices(cfg, epoch):

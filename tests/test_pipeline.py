@@ -2,7 +2,6 @@
 of every stage, and an interrupted demo that finishes with the same table."""
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from src.segment_files import read_components, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "DeepLabV3+_MobileNetV3"
@@ -60,12 +61,10 @@ def test_every_stage_writes_outputs_that_parse(demo_run):
             for probs in _files(io / folder / "probs" / pattern, "probs*.hdf5"):
                 with h5py.File(probs) as f:
                     assert f["probabilities"].shape[0] == 19
-            for kind in ("metrics", "components"):
+            for kind, read in (("metrics", read_metrics), ("components", read_components)):
                 for sub in (f"{pattern}_t0.7", f"{pattern}_t0.7_gt"):
-                    for p in _files(io / folder / "metaseg_io" / kind / sub, "*.p"):
-                        with open(p, "rb") as f:
-                            content = pickle.load(f)
-                        assert isinstance(content, dict if kind == "metrics" else np.ndarray)
+                    for p in _files(io / folder / "metaseg_io" / kind / sub, "*.npz"):
+                        read(p)  # checks keys, dtypes and shapes
             result = json.loads((io / folder / "metaseg_io" / "meta_classifier" / f"{pattern}_t0.7_loo.json").read_text())
             assert {"fp_before", "fn_before", "fp_after", "fn_after", "removed", "image_ids"} <= set(result)
             with np.load(_files(io / folder / "results", f"histograms_{pattern}_entropy_*.npz")[0]) as h:
@@ -80,6 +79,14 @@ def test_every_stage_writes_outputs_that_parse(demo_run):
             assert Image.open(png).format == "PNG"
     for run in ("baseline", "epoch_1_alpha_0.9"):
         assert 0 <= json.loads((io / "miou" / f"cityscapes_val_{run}.json").read_text())["miou"] <= 1
+
+
+def test_no_output_is_a_pickle(demo_run):
+    """Pickles run code when loaded: none is written (protocol 2 and later start with 0x80)."""
+    root, _ = demo_run
+    outputs = [p for p in (root / "io").rglob("*") if p.is_file()]
+    assert len(outputs) > 100
+    assert [p for p in outputs if p.read_bytes()[:1] == b"\x80"] == []
 
 
 def _interrupt_when(root, path, armed_by=None):
@@ -105,7 +112,7 @@ def test_an_interrupted_demo_finishes_with_the_same_table(demo_run, tmp_path):
     _interrupt_when(tmp_path, f"io/meta_ood_{MODEL}/weights/{MODEL}_epoch_1_alpha_0.0.pth")
     assert not list(tmp_path.glob(f"io/meta_ood_{MODEL}/weights/*alpha_0.9.pth"))
     laf = f"io/meta_ood_{MODEL}/laf_eval"
-    _interrupt_when(tmp_path, f"{laf}/metaseg_io/metrics/baseline_t0.7/0000.p",
+    _interrupt_when(tmp_path, f"{laf}/metaseg_io/metrics/baseline_t0.7/0000.npz",
                     armed_by=f"{laf}/probs/baseline/probs11.hdf5")
     assert not list(tmp_path.glob(f"{laf}/metaseg_io/meta_classifier/*"))
     done = _demo(tmp_path)

@@ -8,10 +8,10 @@ import pytest
 from scipy import ndimage
 
 from src import paths
-from src.atomic import read_pickle
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.scores import entropy_mask
 from src.errors import MetaOodError
+from src.segment_files import read_components, read_metrics
 from src.segment_search import output_files, read_probs, run_segment_search
 from src.settings import default_config
 
@@ -66,8 +66,8 @@ def test_outputs_equal_the_direct_calls(cfg, workers):
         files = output_files(cfg, EPOCH, i)
         assert files[0] == paths.metrics_file(cfg, EPOCH, i) and files[3] == paths.components_file(cfg, EPOCH, i, gt=True)
         expected = direct_results(cfg, i)
-        for path, want in zip(files, expected):
-            got = read_pickle(path)
+        for path, want, read in zip(files, expected, (read_metrics, read_components) * 2):
+            got = read(path)
             if isinstance(want, dict):
                 assert type(got) is dict and list(got) == list(want)
                 for key in want:

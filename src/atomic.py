@@ -1,7 +1,10 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
 An interrupted run therefore never leaves a half-written file under the final
-name, and "the file exists" can safely mean "this piece of work is done".
+name, and "the file exists" can safely mean "this piece of work is done". A run
+killed outright (SIGKILL, power loss) can leave its temporary file `.tmp-<hex><suffix>`
+behind: each stage removes those of the folders it writes when it starts
+(remove_stale_temporaries).
 
 Nothing read back from the output tree is unpickled: arrays are .npz files read with
 allow_pickle=False, everything else is JSON. A file whose content is not what was expected
@@ -9,7 +12,9 @@ raises OutputFileError, whose message names the file and the command that writes
 """
 import contextlib
 import json
+import logging
 import os
+import re
 import uuid
 import zipfile
 
@@ -17,6 +22,9 @@ import numpy as np
 
 from src.errors import MetaOodError
 
+logger = logging.getLogger(__name__)
+
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{32}")  # the names _new_temporary_file gives
 # A zip entry carries a modification time; a fixed one makes equal arrays give equal bytes.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # an archive with entries, an empty one
@@ -57,6 +65,27 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def remove_stale_temporaries(folder) -> list:
+    """Deletes the temporary files of atomic_path that a killed run left in `folder` (not in its
+    subfolders); returns their paths. Nothing else is touched, and a missing folder is no error.
+
+    Each stage calls it on the folders it writes, when it starts. Two runs writing to the same
+    folder at the same time are not supported (they never were): one would delete the temporary
+    files that the other is still writing.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    stale = [e.path for e in entries if _TEMPORARY.match(e.name) and e.is_file(follow_symlinks=False)]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    if stale:
+        logger.info("removed %d temporary file(s) of an interrupted run from %s", len(stale), folder)
+    return stale
 
 
 def write_npz(path, arrays, compressed=False):

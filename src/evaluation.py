@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from src import paths
-from src.atomic import atomic_path, read_json, read_npz, unusable, write_json, write_npz
+from src.atomic import atomic_path, read_json, read_npz, remove_stale_temporaries, unusable, write_json, write_npz
 from src.component_metrics import ComponentAccumulator
 from src.dataset import DATASETS, build_dataset
 from src.dataset.base import read_rgb
@@ -289,10 +289,18 @@ def _percent_cell(value):
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def _written_folders(cfg):
+    """The folders the evaluation writes to itself (the stages it runs first clean up their own)."""
+    panels = [os.path.dirname(panel_file(cfg, epoch, 0)) for epoch in evaluated_epochs(cfg).values()]
+    return [paths.results_dir(cfg), paths.plots_dir(cfg), os.path.dirname(_miou_file(cfg, 0)), *panels]
+
+
 def evaluate(cfg, pixel=True, segment=True, miou=False):
     """Runs the chosen evaluations and saves their numbers with this run's configuration; the
     sections of the other evaluations stay as an earlier run saved them (so `-miou` after
     `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
+    for folder in _written_folders(cfg):
+        remove_stale_temporaries(folder)
     path = evaluation_file(cfg)
     results = (read_json(path, "evaluation results", "evaluation.py (with the same settings)")
                if os.path.exists(path) else {})

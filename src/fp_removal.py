@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from src import paths
-from src.atomic import read_json, write_json
+from src.atomic import read_json, remove_stale_temporaries, write_json
 from src.errors import MetaOodError
 from src.meta_classifier import MetaClassifierResult, meta_classifier_result
 from src.segment_files import read_components, read_metrics
@@ -66,6 +66,7 @@ def remove_false_positives(cfg, epoch) -> dict:
     """The meta classifier's result for (cfg, epoch) as saved: MetaClassifierResult fields plus
     `image_ids`, the probs-file index of each position of `image_index`."""
     path = paths.meta_classifier_file(cfg, epoch)
+    remove_stale_temporaries(os.path.dirname(path))
     indices = probs_indices(cfg, epoch)
     saved = _saved_result(path, indices)
     if saved is not None:

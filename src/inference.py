@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from src import paths
-from src.atomic import atomic_path
+from src.atomic import atomic_path, remove_stale_temporaries
 from src.dataset import build_dataset
 from src.errors import MetaOodError
 from src.model import default_device, load_network
@@ -96,6 +96,7 @@ def write_probs_file(path, probs, gt_train, gt_label, image_path, logits=None):
 
 def write_probs(cfg: RunConfig, epoch: int) -> int:
     """Writes the probs files of every image of cfg.VALSET still missing; returns how many."""
+    remove_stale_temporaries(paths.probs_dir(cfg, epoch))
     dataset = build_dataset(cfg.VALSET, cfg)
     pending = [i for i in range(len(dataset)) if not os.path.exists(paths.probs_file(cfg, epoch, i))]
     logger.info("%s: %d of %d images to run through the network (%s)", cfg.VALSET, len(pending),

@@ -16,6 +16,7 @@ import h5py
 from tqdm import tqdm
 
 from src import paths
+from src.atomic import remove_stale_temporaries
 from src.errors import MetaOodError
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.scores import entropy_mask
@@ -115,6 +116,8 @@ def run_segment_search(cfg, epoch, ood_index):
     """
     if cfg.segment_workers < 1:
         raise ValueError(f"segment_workers (--segment_workers) must be >= 1, got {cfg.segment_workers}")
+    for path in output_files(cfg, epoch, 0):  # one in each folder the search writes
+        remove_stale_temporaries(os.path.dirname(path))
     indices = probs_indices(cfg, epoch)
     pending = [i for i in indices if not all(os.path.exists(f) for f in output_files(cfg, epoch, i))]
     logger.info("segment search: %d of %d images from %s still to do, %d worker(s), entropy threshold %s",

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from src import paths
-from src.atomic import atomic_path
+from src.atomic import atomic_path, remove_stale_temporaries
 from src.errors import MetaOodError
 from src.dataset import DATASETS, build_dataset, training_transform
 from src.loss import entropy_maximization_loss
@@ -235,6 +235,7 @@ def train(cfg: RunConfig) -> TrainSummary:
     start, saved = _resume_point(cfg)
     end = cfg.training_starting_epoch + cfg.num_training_epochs
     if proc.is_main:
+        remove_stale_temporaries(paths.weights_dir(cfg))
         logger.info("configuration: %s", dataclasses.asdict(cfg))
         if start == end:
             logger.info("nothing to train: epoch %d, the last of this run, is done", end)

@@ -1,17 +1,23 @@
-"""Atomic outputs: a failed write leaves neither a partial target nor a temporary file; .npz and
-JSON files are read back without unpickling."""
+"""Atomic outputs: a failed write leaves neither a partial target nor a temporary file; what a
+killed run left is removed by the next; .npz and JSON files are read back without unpickling."""
 import hashlib
 import json
 import os
 import pickle
 import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from src.atomic import OutputFileError, atomic_path, read_json, read_npz, write_json, write_npz
+from src.atomic import (OutputFileError, atomic_path, read_json, read_npz, remove_stale_temporaries, write_json,
+                        write_npz)
 from src.errors import MetaOodError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_round_trip_and_no_leftovers(tmp_path):
@@ -128,6 +134,30 @@ def test_new_file_is_absent_after_a_failure(tmp_path):
         with atomic_path(tmp_path / "new.png"):
             raise ValueError("boom")
     assert os.listdir(tmp_path) == []
+
+
+def killed_while_writing(path):
+    """Writes `path` atomically in another process that dies halfway (os._exit: no clean-up runs,
+    as after a SIGKILL); returns the temporary file it leaves."""
+    code = ("import os, sys\nfrom src.atomic import atomic_path\nwith atomic_path(sys.argv[1]) as tmp:\n"
+            "    print(tmp, flush=True)\n    os._exit(9)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 9 and os.path.exists(done.stdout.strip()), done.stderr
+    return done.stdout.strip()
+
+
+def test_stale_temporaries_and_nothing_else_are_removed(tmp_path):
+    stale = killed_while_writing(tmp_path / "result.json")
+    killed_while_writing(tmp_path / "sub" / "map.npz")
+    assert os.path.basename(stale).startswith(".tmp-") and stale.endswith(".json")
+    others = [".tmp-notes.txt", "x.tmp-" + "0" * 32, ".tmp-" + "0" * 31 + ".json", "result.json"]
+    for name in others:
+        (tmp_path / name).write_text("not a temporary file of atomic_path")
+    (tmp_path / (".tmp-" + "a" * 32)).mkdir()
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert sorted(os.listdir(tmp_path)) == sorted(others + ["sub", ".tmp-" + "a" * 32])
+    assert len(os.listdir(tmp_path / "sub")) == 1  # a subfolder is another stage's
+    assert remove_stale_temporaries(tmp_path / "missing") == []
 
 
 def test_permissions_follow_the_umask(tmp_path):

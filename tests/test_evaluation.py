@@ -12,6 +12,7 @@ from src.atomic import write_npz
 from src.errors import MetaOodError
 from src.scores import energy_score, normalized_entropy
 from src.settings import default_config
+from tests.test_atomic import killed_while_writing
 
 
 @pytest.fixture
@@ -135,3 +136,15 @@ def test_a_damaged_results_file_is_a_one_line_error(cfg, monkeypatch):
     monkeypatch.setattr(evaluation, "pixel_evaluation", lambda cfg: pytest.fail("evaluated before reading"))
     path = _damaged(evaluation.evaluation_file(cfg), b"\x80\x04 a pickle")
     _one_line_error(lambda: evaluation.evaluate(cfg), path, "evaluation.py (with the same settings)")
+
+
+def test_evaluation_removes_what_a_killed_evaluation_left(cfg, monkeypatch):
+    cfg = dataclasses.replace(cfg, val_epoch=1)
+    for name in ("pixel_evaluation", "segment_evaluation", "miou_evaluation"):
+        monkeypatch.setattr(evaluation, name, lambda cfg: {})
+    written = [evaluation.evaluation_file(cfg), evaluation._histograms_file(cfg, 1), evaluation._miou_file(cfg, 0),
+               evaluation.summary_plot_file(cfg, "roc_pr"), evaluation.panel_file(cfg, 0, 2),
+               evaluation.panel_file(cfg, 1, 0)]
+    left = [killed_while_writing(path) for path in written]
+    evaluation.evaluate(cfg, miou=True)
+    assert not any(os.path.exists(path) for path in left)

@@ -11,6 +11,7 @@ from src.fp_removal import remove_false_positives, removed_segments
 from src.segment_files import read_metrics, write_metrics
 from src.segment_search import run_segment_search
 from src.settings import default_config
+from tests.test_atomic import killed_while_writing
 from tests.test_segment_search import EPOCH, N_IMAGES, OOD_INDEX, write_probs_files
 
 
@@ -68,3 +69,10 @@ def test_a_damaged_metrics_file_names_the_segment_search(searched):
     with pytest.raises(MetaOodError, match=rerun) as info:
         remove_false_positives(searched, EPOCH)
     assert str(info.value).startswith(f"{path}: not a readable .npz file")
+
+
+def test_the_removal_removes_what_a_killed_removal_left(searched):
+    path = paths.meta_classifier_file(searched, EPOCH)
+    left = killed_while_writing(path)
+    remove_false_positives(searched, EPOCH)
+    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)] and not os.path.exists(left)

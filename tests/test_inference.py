@@ -12,6 +12,7 @@ from src.dataset import LostAndFound
 from src.inference import InferenceError, write_probs
 from src.model import build_network
 from src.settings import default_config
+from tests.test_atomic import killed_while_writing
 
 MODEL = "DeepLabV3+_MobileNetV3"
 
@@ -104,3 +105,9 @@ def test_missing_checkpoints_are_named(cfg):
     with pytest.raises(InferenceError, match=r"OoD-trained epoch 3 \(ood_training.py\) not found: "
                                              r".*DeepLabV3\+_MobileNetV3_epoch_3_alpha_0.9.pth"):
         write_probs(cfg, 3)
+
+
+def test_writing_removes_what_a_killed_run_left(cfg):
+    left = killed_while_writing(paths.probs_file(cfg, 0, 1))
+    n = write_probs(cfg, 0)
+    assert _probs_files(cfg) == sorted(f"probs{i}.hdf5" for i in range(n)) and not os.path.exists(left)

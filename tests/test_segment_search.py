@@ -14,6 +14,7 @@ from src.errors import MetaOodError
 from src.segment_files import read_components, read_metrics
 from src.segment_search import output_files, read_probs, run_segment_search
 from src.settings import default_config
+from tests.test_atomic import killed_while_writing
 
 EPOCH, OOD_INDEX, N_IMAGES = 1, 1, 3
 
@@ -136,3 +137,13 @@ def test_read_probs_returns_the_named_datasets_in_order(cfg):
     path = paths.probs_file(cfg, EPOCH, 1)
     gt_train, image_path = read_probs(path, ("gt_train_ids", "image_path"))
     assert gt_train.shape == (24, 32) and image_path == b"images/1.png"
+
+
+def test_the_search_removes_what_a_killed_search_left(cfg):
+    write_probs_files(cfg)
+    left = [killed_while_writing(paths.metrics_file(cfg, EPOCH, 0)),
+            killed_while_writing(paths.components_file(cfg, EPOCH, 2, gt=True))]
+    assert run_segment_search(cfg, EPOCH, OOD_INDEX) == (N_IMAGES, 0)
+    assert not any(os.path.exists(path) for path in left)
+    for folder in {os.path.dirname(f) for f in output_files(cfg, EPOCH, 0)}:
+        assert sorted(os.listdir(folder)) == [f"{i:04d}.npz" for i in range(N_IMAGES)]

@@ -14,6 +14,7 @@ from src.dataset import CityscapesCOCO
 from src.model import CheckpointError, load_network, read_checkpoint
 from src.settings import default_config
 from src.training import TrainingError, adam, train
+from tests.test_atomic import killed_while_writing
 
 MODEL = "DeepLabV3+_MobileNetV3"
 
@@ -39,6 +40,13 @@ def test_two_iterations_write_a_checkpoint_that_loads_strictly(cfg):
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, saved["state_dict"][key])
     assert [f for f in os.listdir(paths.weights_dir(cfg)) if f.startswith(".tmp")] == []
+
+
+def test_training_removes_what_a_killed_run_left(cfg):
+    left = killed_while_writing(paths.checkpoint_path(cfg, 1))
+    train(cfg)
+    assert os.listdir(paths.weights_dir(cfg)) == [os.path.basename(paths.checkpoint_path(cfg, 1))]
+    assert not os.path.exists(left)
 
 
 def test_resume_restores_the_optimizer_and_continues_the_same_run(cfg, tmp_path):

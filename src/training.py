@@ -182,12 +182,14 @@ def _save(cfg, proc, model, optimizer, epoch, loss, summary):
     if not proc.is_main:
         return
     path = paths.checkpoint_path(cfg, epoch)
-    with atomic_path(path) as tmp:
+    # Into an open file: given a path, torch.save names the archive's records after the file, here
+    # the random temporary name; given a file object, always `archive`, so the same run gives the same bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save({"epoch": epoch,
                     "state_dict": checkpoint_state_dict(model, cfg.MODEL),
                     "optimizer_state_dict": optimizer.state_dict(),
                     "loss": loss,
-                    "config": dataclasses.asdict(cfg)}, tmp)
+                    "config": dataclasses.asdict(cfg)}, f)
     summary.checkpoints_written.append(path)
     logger.info("saved %s (epoch %d, mean loss %.6f)", path, epoch, loss)
 

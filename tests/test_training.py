@@ -1,10 +1,12 @@
 """OoD training: checkpoints, resuming, determinism, non-finite losses, DistributedDataParallel."""
 import dataclasses
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -47,6 +49,23 @@ def test_training_removes_what_a_killed_run_left(cfg):
     train(cfg)
     assert os.listdir(paths.weights_dir(cfg)) == [os.path.basename(paths.checkpoint_path(cfg, 1))]
     assert not os.path.exists(left)
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_the_same_run_writes_the_same_checkpoint_bytes(cfg):
+    """Given a path, torch.save names the archive's records after the file: the random temporary name."""
+    path = paths.checkpoint_path(cfg, 1)
+    train(cfg)
+    first = _sha256(path)
+    os.remove(path)
+    train(cfg)
+    assert _sha256(path) == first
+    assert {name.split("/")[0] for name in zipfile.ZipFile(path).namelist()} == {"archive"}
+    load_network(MODEL, 19, path, device="cpu")  # strict: every key and shape fits
 
 
 def test_resume_restores_the_optimizer_and_continues_the_same_run(cfg, tmp_path):

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 from typing import NamedTuple, Optional
 
+import joblib
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -18,6 +19,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_sco
 from sklearn.model_selection import KFold, LeaveOneGroupOut, LeaveOneOut, cross_val_predict
 
 from src.errors import MetaOodError
+from src.workers import ending_with_this_process
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +142,9 @@ def out_of_fold_probabilities(data, cv="loo", folds=5, seed=0, n_jobs=1):
     logger.info("meta classifier: %d segments in %d images, cv %s (%d fits, %s jobs)", len(data.iou0),
                 len(np.unique(data.image_index)), cv,
                 splitter.get_n_splits(data.features, data.iou0, groups), n_jobs)
-    proba = cross_val_predict(LiblinearMetaClassifier(), data.features, data.iou0, groups=groups,
-                              cv=splitter, method="predict_proba", n_jobs=n_jobs)
+    with joblib.parallel_config(backend="loky", **ending_with_this_process()):
+        proba = cross_val_predict(LiblinearMetaClassifier(), data.features, data.iou0, groups=groups,
+                                  cv=splitter, method="predict_proba", n_jobs=n_jobs)
     classes = np.unique(data.iou0).tolist()  # cross_val_predict's column order
     return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(data.iou0))
 

@@ -4,7 +4,8 @@ For each probs file of an evaluation run it writes, atomically, the metrics and 
 components map of the predicted OoD segments and of the ground-truth OoD segments
 (`paths.metrics_file` / `paths.components_file`, .npz files: see src/segment_files.py).
 Images whose four outputs exist are skipped, so an interrupted search resumes where it
-stopped.
+stopped; the workers of a parallel search end with the process that started them, also
+when it is killed.
 """
 import logging
 import multiprocessing
@@ -21,6 +22,7 @@ from src.errors import MetaOodError
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.scores import entropy_mask
 from src.segment_files import write_components, write_metrics
+from src.workers import ending_with_this_process
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def _searched(cfg, epoch, indices, ood_index):
         return
     # forkserver: workers never inherit the threads (torch, BLAS) of the calling process
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(cfg.segment_workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(cfg.segment_workers, mp_context=context, **ending_with_this_process()) as pool:
         futures = [pool.submit(search_image, cfg, epoch, index, ood_index) for index in indices]
         try:
             for future in as_completed(futures):

@@ -1,12 +1,16 @@
-"""Processes of a run under test, found through /proc by their process group.
-
-A script started with `start_new_session=True` leads its own process group, and every process
-it starts (fork servers, pool workers, resource trackers) stays in it.
+"""Scripts under test killed with SIGKILL, and their processes, found through /proc by their
+process group: a script started with `start_new_session=True` leads its own process group, and
+every process it starts (fork servers, pool workers, resource trackers) stays in it.
 """
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def group_processes(pgid) -> dict:
@@ -40,3 +44,22 @@ def kill_group(pgid):
     """After a test: SIGKILL whatever of the group it started is left (nothing, if it passed)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def killed(command, ready, gone_within):
+    """Runs the script `command` (its path and arguments) and SIGKILLs its main process as soon as
+    `ready(pid)` returns something true; returns that. Every process the script started must be
+    gone `gone_within` seconds later."""
+    process = subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (seen := ready(process.pid)):
+            assert process.poll() is None and time.monotonic() < deadline, f"{command[0]} ended before the kill"
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert remaining_after(process.pid, gone_within) == {}
+        return seen
+    finally:
+        kill_group(process.pid)

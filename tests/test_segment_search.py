@@ -36,9 +36,9 @@ def probs_image(rng, H=24, W=32):
     return (probs / probs.sum(0)).astype(np.float32), gt_train, gt_label
 
 
-def write_probs_files(cfg, seed=0):
+def write_probs_files(cfg, seed=0, n_images=N_IMAGES):
     rng = np.random.default_rng(seed)
-    for i in range(N_IMAGES):
+    for i in range(n_images):
         probs, gt_train, gt_label = probs_image(rng)
         path = paths.probs_file(cfg, EPOCH, i)
         os.makedirs(os.path.dirname(path), exist_ok=True)

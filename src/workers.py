@@ -6,7 +6,9 @@ forever, joblib's (loky) until their idle timeout. prctl(PR_SET_PDEATHSIG) would
 segment search: a fork server starts its workers, so their parent is the fork server, and it
 lives on as long as some worker holds its "alive" pipe. Each worker therefore watches the
 starting process itself, through a pidfd (Linux >= 5.3), which turns readable when that
-process ends.
+process ends. The watch starts in the pool's initializer, which runs once the worker has
+imported the script's modules (seconds, for a script that imports torch): a worker killed
+before that ends when it gets there.
 """
 import os
 import select

@@ -187,9 +187,9 @@ def test_output_layout_names():
                                              "DeepLabV3+_WideResNet38_epoch_4_alpha_0.9.pth")
     assert paths.probs_file(cfg, 0, 3) == "/io/meta_ood_DeepLabV3+_WideResNet38/laf_eval/probs/baseline/probs3.hdf5"
     assert paths.probs_dir(cfg, 1).endswith("laf_eval/probs/epoch_1_alpha_0.9")
-    assert paths.metrics_file(cfg, 1, 7).endswith("laf_eval/metaseg_io/metrics/epoch_1_alpha_0.9_t0.7/0007.p")
+    assert paths.metrics_file(cfg, 1, 7).endswith("laf_eval/metaseg_io/metrics/epoch_1_alpha_0.9_t0.7/0007.npz")
     assert paths.components_file(cfg, 0, 12, gt=True).endswith(
-        "laf_eval/metaseg_io/components/baseline_t0.7_gt/0012.p")
+        "laf_eval/metaseg_io/components/baseline_t0.7_gt/0012.npz")
 
 
 @pytest.mark.parametrize("script, argv, field, value", [
@@ -271,3 +271,5 @@ def test_a_config_file_elsewhere_is_read_and_a_broken_one_is_one_line(tmp_path, 
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"{broken}: cannot be read: SyntaxError" in err and err.count("\n") == 1
+
+

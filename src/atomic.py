@@ -6,9 +6,9 @@ killed outright (SIGKILL, power loss) can leave its temporary file `.tmp-<hex><s
 behind: each stage removes those of the folders it writes when it starts
 (remove_stale_temporaries).
 
-Nothing read back from the output tree is unpickled: arrays are .npz files read with
-allow_pickle=False, everything else is JSON. A file whose content is not what was expected
-raises OutputFileError, whose message names the file and the command that writes it again.
+Nothing written here is a pickle or read back by unpickling: arrays are .npz files read with
+allow_pickle=False, other data JSON. A file whose content is not what was expected raises
+OutputFileError, whose message names the file and the command that writes it again.
 """
 import contextlib
 import csv

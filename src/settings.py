@@ -209,12 +209,14 @@ del S
 
 
 def dataset_settings() -> list:
-    """The root setting of every registered data set and the split setting of those that have one."""
+    """The root setting of every registered data set (one per root variable: data sets of one download
+    share it, described by the first) and the split setting of those that have one."""
     from src.dataset import DATASETS
-    settings = []
+    settings, roots = [], set()
     for cls in DATASETS.values():
         spec = cls.spec
-        if spec.root:
+        if spec.root and spec.root not in roots:
+            roots.add(spec.root)
             settings.append(Setting(spec.root.lower(), f"{spec.name} root: {spec.layout}", spec.scripts, (),
                                     spec.root, default=None, check=_optional_path, optional=True))
         if spec.split_setting:

@@ -31,7 +31,8 @@ def test_defaults_equal_the_reference(module):
     for name, value in REFERENCE_PARAMS.items():
         assert getattr(cfg, name) == value, name
     assert module.TRAINSETS == ["Cityscapes+COCO"]
-    assert module.VALSETS == ["LostAndFound", "Fishyscapes"]
+    assert module.VALSETS == ["LostAndFound", "Fishyscapes", "RoadAnomaly21", "RoadObstacle21",
+                              "LostAndFound-testNoKnown"]
     assert module.MODELS[:2] == ["DeepLabV3+_WideResNet38", "DualGCNNet_res50"]
     assert (cfg.TRAINSET, cfg.VALSET, cfg.MODEL) == ("Cityscapes+COCO", "LostAndFound",
                                                      "DeepLabV3+_WideResNet38")
@@ -111,7 +112,8 @@ def test_flags_do_not_touch_the_config_module():
     ("meta_classification", ["-threshold", "1"], "-threshold/--entropy_threshold: expected a number in (0, 1)"),
     ("meta_classification", ["-threshold", "0"], "-threshold/--entropy_threshold: expected a number in (0, 1)"),
     ("meta_classification", ["-val", "Cityscapes"], "invalid choice: 'Cityscapes' (choose from "
-                                                    "'LostAndFound', 'Fishyscapes')"),
+                                                    "'LostAndFound', 'Fishyscapes', 'RoadAnomaly21', "
+                                                    "'RoadObstacle21', 'LostAndFound-testNoKnown')"),
     ("meta_classification", ["--segment_workers", "0"], "--segment_workers: expected an integer > 0"),
     ("evaluation", ["--score", "random"], "invalid choice: 'random'"),
 ])

@@ -74,6 +74,9 @@ def test_defaults_equal_the_reference(module):
     ("evaluation", ["-pixel"], "pixel_eval", True),
     ("evaluation", ["-segment"], "segment_eval", True),
     ("evaluation", ["-miou"], "miou", True),
+    ("evaluation", ["-smiyc"], "smiyc_eval", True),
+    ("evaluation", ["--submission"], "submission", True),
+    ("evaluation", ["--roadobstacle21_split", "test"], "roadobstacle21_split", "test"),
     ("evaluation", ["--score", "maxlogit"], "score", "maxlogit"),
     ("evaluation", ["--cv", "kfold"], "cv", "kfold"),
     ("evaluation", ["--folds", "3"], "folds", 3),
@@ -116,6 +119,8 @@ def test_flags_do_not_touch_the_config_module():
                                                     "'RoadObstacle21', 'LostAndFound-testNoKnown')"),
     ("meta_classification", ["--segment_workers", "0"], "--segment_workers: expected an integer > 0"),
     ("evaluation", ["--score", "random"], "invalid choice: 'random'"),
+    ("evaluation", ["--submission_name", "a/b"], "--submission_name: expected a folder name of letters, digits "
+                                                 "and . _ + -, got 'a/b'"),
 ])
 def test_invalid_values_exit_2_with_one_line(script, argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -48,7 +48,16 @@ def build_dataset(name: str, cfg, split=None, transform=None):
     return dataset
 
 
-__all__ = ["DATASETS", "DatasetError", "DatasetSpec", "Split", "build_dataset", "training_sets",
-           "evaluation_sets", "training_transform", "evaluation_transform",
+def require_labels(name: str, cfg) -> None:
+    """A DatasetError if the run's split of data set `name` withholds its labels (a SegmentMeIfYouCan test split)."""
+    spec = DATASETS[name].spec
+    if not spec.split_info(cfg).labelled:
+        raise DatasetError(f"{name} {spec.split_of(cfg)}: its labels are withheld, there is nothing to evaluate "
+                           f"or train a meta classifier on; use the {spec.labelled_split()} split, or write the "
+                           f"benchmark's submission files with evaluation.py --submission")
+
+
+__all__ = ["DATASETS", "DatasetError", "DatasetSpec", "Split", "build_dataset", "require_labels",
+           "training_sets", "evaluation_sets", "training_transform", "evaluation_transform",
            "Cityscapes", "COCO", "CityscapesCOCO", "LostAndFound", "Fishyscapes", "RoadAnomaly21", "RoadObstacle21",
            "LostAndFoundNoKnown"]

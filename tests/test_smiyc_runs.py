@@ -35,7 +35,7 @@ LOGIT_SCALE = 1000
 @pytest.fixture(scope="module")
 def flags(tmp_path_factory, demo_smiyc, demo_data):
     """The flags every run here shares: the generated sets, two random networks (baseline, and
-    epoch 1 through --ckpt), one output root."""
+    epoch 1 through --ckpt), one output root, inference batches of 3 (that mix frame sizes)."""
     folder = tmp_path_factory.mktemp("smiyc_runs")
     checkpoints = []
     for seed in (0, 1):
@@ -48,7 +48,7 @@ def flags(tmp_path_factory, demo_smiyc, demo_data):
     return ["-model", MODEL, "--io_root", str(folder / "io"), "--init_ckpt", str(checkpoints[0]),
             "--roadanomaly21_root", demo_smiyc["RoadAnomaly21"], "--roadobstacle21_root", demo_smiyc["RoadObstacle21"],
             "--lostandfound_root", demo_smiyc["LostAndFound-testNoKnown"], "--fishyscapes_root",
-            demo_data["Fishyscapes"], "--num_workers", "0", "--segment_workers", "1"], checkpoints[1]
+            demo_data["Fishyscapes"], "--num_workers", "0", "--segment_workers", "1", "-batch", "3"], checkpoints[1]
 
 
 def _score(cfg, epoch, i) -> np.ndarray:
@@ -90,8 +90,9 @@ def test_each_smiyc_set_runs_through_the_scripts_with_the_benchmarks_protocol(fl
     argv = [*common, "-val", valset, *split_flags]
     run = argv + (["-epoch", "1", "--ckpt", str(trained_ckpt)] if trained else ["-epoch", "0"])
     assert run_main(meta_classification.main, run) == 0
-    # no stage flag: -pixel -segment and, on a SMIYC set, -smiyc
-    assert run_main(evaluation.main, [*run, "--panels", "1"]) == 0
+    # no stage flag: -pixel -segment and, on a SMIYC set, -smiyc; panels of every frame size
+    panels = 3 if trained else 1
+    assert run_main(evaluation.main, [*run, "--panels", str(panels)]) == 0
     cfg = parse_run_config("evaluation", run)
     results = read_json(paths.evaluation_file(cfg))
     smiyc, dataset = results["smiyc"], build_dataset(valset, cfg)
@@ -116,8 +117,8 @@ def test_each_smiyc_set_runs_through_the_scripts_with_the_benchmarks_protocol(fl
         ["baseline", "entropy training", "+ meta classification"] if trained else ["baseline", "+ meta classification"])
     assert f"{100 * smiyc['meta']['ap']:.2f}" == block[-1].split()[3]
     assert "component metrics of Meta-OoD's segments (entropy threshold; not the leaderboard's protocol)" in table
-    panel = paths.panel_file(cfg, meta_epoch, 0)
-    assert Image.open(panel).format == "PNG"
+    for i in range(panels):
+        assert Image.open(paths.panel_file(cfg, meta_epoch, i)).format == "PNG"
 
 
 def _submission_files(cfg, method, name):

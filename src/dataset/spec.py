@@ -12,19 +12,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
+from src.smiyc import TRACKS
+
 logger = logging.getLogger(__name__)
 
 ROLES = ("train", "eval", "source")  # -train choice, -val choice, part of another set
-
-
-TRACKS = ("anomaly", "obstacle")  # the SegmentMeIfYouCan tracks (src/smiyc.py TRACKS)
 
 
 @dataclass(frozen=True)
 class Split:
     output: Optional[str] = None   # evaluation output folder below meta_ood_<MODEL>
     frames: Optional[int] = None   # frames of the official download
-    track: Optional[str] = None    # SegmentMeIfYouCan track, one of TRACKS; None: not a SMIYC set
+    track: Optional[str] = None    # SegmentMeIfYouCan track, a key of src/smiyc.py TRACKS; None: not a SMIYC set
     labelled: bool = True          # False: labels withheld (a benchmark's test split), read as all void
     submission: Optional[str] = None  # SMIYC submission data set name (anomaly_p/<method>/<name>/)
 

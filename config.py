@@ -15,8 +15,10 @@ Folder layout of the outputs (all below IO_ROOT; src/paths.py):
     meta_ood_<MODEL>/miou/                                          in-distribution mIoU (Cityscapes val)
     plots/<MODEL>_<eval_subdir>/                                    evaluation pictures
     logs/                                                           one log file per script run
+    smiyc_submission/anomaly_p/<method>/<set>/<fid>.hdf5            SegmentMeIfYouCan submission files
 <eval_subdir> is the evaluation set's output folder: laf_eval (LostAndFound), fs_eval
-(Fishyscapes Static), fs_laf_eval (Fishyscapes' LostAndFound split).
+(Fishyscapes Static), fs_laf_eval (Fishyscapes' LostAndFound split), ra21_val / ra21_test
+(RoadAnomaly21), ro21_val / ro21_test (RoadObstacle21), laf_noknown_eval (LostAndFound-testNoKnown).
 """
 from src.dataset import evaluation_sets, training_sets
 from src.model import NETWORKS
@@ -35,7 +37,11 @@ CITYSCAPES_ROOT = "/home/datasets/cityscapes"  # holds leftImg8bit/ and gtFine/
 COCO_ROOT = "/home/datasets/COCO/2017"  # ends in the year: <COCO_ROOT>/annotations/instances_train2017.json
 LOSTANDFOUND_ROOT = "/home/datasets/lost_and_found"  # holds leftImg8bit/ and gtCoarse/
 FISHYSCAPES_ROOT = "/home/datasets/fishyscapes"  # the unpacked Fishyscapes validation sets
-FISHYSCAPES_SPLIT = "Static"  # or "LostAndFound"
+FISHYSCAPES_SPLIT = "Static"  # or "LostAndFound" (SegmentMeIfYouCan's FishyLAF)
+ROADANOMALY21_ROOT = "/home/datasets/segment_me"  # holds dataset_AnomalyTrack/ (SegmentMeIfYouCan)
+ROADANOMALY21_SPLIT = "validation"  # or "test" (labels withheld: submission files only)
+ROADOBSTACLE21_ROOT = "/home/datasets/segment_me"  # holds dataset_ObstacleTrack/ (SegmentMeIfYouCan)
+ROADOBSTACLE21_SPLIT = "validation"  # or "test" (labels withheld: submission files only)
 
 INIT_CKPT = None  # Cityscapes-pretrained weights; None: <IO_ROOT>/weights/<MODEL>.pth
 WEIGHTS_DIR = None  # OoD-trained checkpoints; None: <IO_ROOT>/meta_ood_<MODEL>/weights

@@ -12,6 +12,15 @@ or, with --fishyscapes_layout official, the Fishyscapes archives' files (docs/BE
     fishyscapes/LostAndFound/<fs id:04d>_<LostAndFound frame id>_labels.png, those frames' scenes
         written to lost_and_found/ as well: leftImg8bit/{train,test}/ and gtCoarse/{train,test}/
         (the train split for even fs ids, the test split for odd ones)
+and, with --smiyc, the SegmentMeIfYouCan sets (docs/BENCHMARKS.md section 2), a few frames each:
+    segment_me/dataset_AnomalyTrack/images/<fid>.jpg (RoadAnomaly21: ANOMALY_FRAMES, of several sizes,
+        some odd), labels_masks/<fid>_labels_semantic.png for the validation frames only (the test
+        labels are withheld, as in the archive)
+    segment_me/dataset_ObstacleTrack/images/<fid>.webp (RoadObstacle21: OBSTACLE_FRAMES, validation,
+        test and extra scenes, two of the excluded validation frames among them), labels_masks/... for
+        the validation scene
+    lost_and_found_testnoknown/leftImg8bit/test/... and gtCoarse/test/... (LostAndFound-testNoKnown:
+        NO_KNOWN_FRAMES, with frames of every exclusion rule)
 
 The Cityscapes-like scenes are perspective street views painted from textured shapes; every
 class has its own colour and texture statistics (with variation per instance and per image) and
@@ -120,7 +129,28 @@ COCO_OBJECT_RADIUS = (3.0, 36.0)
 SEED_FILE = "demo_seed.txt"
 FISHYSCAPES_LAYOUTS = ("preconverted", "official")
 STREAMS = {"cityscapes_train": 1, "cityscapes_val": 2, "coco": 3, "lost_and_found": 4,
-           "fishyscapes_Static": 5, "fishyscapes_LostAndFound": 6, "coco_ids": 7}
+           "fishyscapes_Static": 5, "fishyscapes_LostAndFound": 6, "coco_ids": 7, "road_anomaly21": 8,
+           "road_obstacle21": 9, "lost_and_found_testnoknown": 10}
+# SegmentMeIfYouCan-shaped sets (--smiyc). RoadAnomaly21: 3 validation and 3 test frames.
+ANOMALY_FRAMES = ("validation0000", "validation0001", "validation0002", "airplane0000", "animals0001", "boat0002")
+# (rows, columns) added to the scene size, frame by frame in turn: RoadAnomaly21 frames differ in size.
+ANOMALY_SIZE_STEPS = ((0, 0), (5, -13), (-7, 9))
+# RoadObstacle21: validation_19 and validation_23 are excluded from the validation split; snowstorm1 and
+# driveway are extra scenes, in neither split; 3 validation and 3 test frames remain.
+OBSTACLE_FRAMES = ("validation_1", "validation_2", "validation_19", "validation_23", "validation_30", "curvy-street_1",
+                   "darkasphalt_2", "darkasphalt2_3", "snowstorm1_1", "driveway_1")
+OBSTACLE_SIZE_STEPS = ((0, 0), (3, 5))
+# LostAndFound-testNoKnown: 19 test frames (city, sequence, frame). Sorted by frame id, index 17 is
+# 10_Schlossberg_9_000005_000210 (excluded as an empty-label index); the frames of
+# 15_Rechbergstr_Deckenpfronn, 01_Hanns_Klemm_Str_45_000006/7 and 10_Schlossberg_9_000004 are excluded by
+# name: 14 remain.
+NO_KNOWN_FRAMES = (
+    ("01_Hanns_Klemm_Str_45", 5, 100), ("01_Hanns_Klemm_Str_45", 6, 110), ("01_Hanns_Klemm_Str_45", 7, 120),
+    ("01_Hanns_Klemm_Str_45", 8, 130), *(("02_Hanns_Klemm_Str_44", 0, 30 + 10 * k) for k in range(5)),
+    *(("04_Maurener_Weg_8", 1, 40 + 10 * k) for k in range(4)), *(("07_Festplatz_Flugfeld", 2, 50 + 10 * k) for k in range(3)),
+    ("10_Schlossberg_9", 4, 200), ("10_Schlossberg_9", 5, 210), ("15_Rechbergstr_Deckenpfronn", 0, 300))
+IMAGE_FORMATS = {".jpg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"quality": 90}),
+                 ".png": ("PNG", {"compress_level": 1})}
 
 
 def item_rng(seed: int, stream: str, index: int) -> np.random.Generator:
@@ -498,11 +528,10 @@ def to_uint8(image) -> np.ndarray:
 # ---------------------------------------------------------------- writing files
 
 def write_image(path, array) -> None:
-    """PNG (fast compression), or JPEG of quality 95 for a .jpg path."""
-    jpeg = str(path).endswith(".jpg")
+    """PNG (fast compression), JPEG of quality 95 or WebP of quality 90, by the path's suffix."""
+    image_format, options = IMAGE_FORMATS[Path(path).suffix]
     with atomic_path(str(path)) as tmp:
-        Image.fromarray(array).save(tmp, format="JPEG" if jpeg else "PNG",
-                                    **({"quality": 95} if jpeg else {"compress_level": 1}))
+        Image.fromarray(array).save(tmp, format=image_format, **options)
 
 
 def make_cityscapes(root, counts: dict, shape, seed: int) -> None:
@@ -646,6 +675,49 @@ def make_fishyscapes_lostandfound(root, lostandfound_root, count: int, shape, se
         write_image(Path(root, "LostAndFound", f"{i:04d}_{name}_labels.png"), fishyscapes_laf_labels(laf))
 
 
+# ---------------------------------------------------------------- SegmentMeIfYouCan
+
+def shifted(shape, steps, i: int) -> tuple:
+    """`shape` plus the i-th of the (rows, columns) `steps`, taken in turn."""
+    rows, columns = steps[i % len(steps)]
+    return shape[0] + rows, shape[1] + columns
+
+
+def write_track_frame(root, archive: str, fid: str, suffix: str, image, labels) -> None:
+    """<archive>/images/<fid><suffix>, and <archive>/labels_masks/<fid>_labels_semantic.png unless the
+    labels are withheld (None)."""
+    write_image(Path(root, archive, "images", fid + suffix), image)
+    if labels is not None:
+        write_image(Path(root, archive, "labels_masks", f"{fid}_labels_semantic.png"), labels)
+
+
+def make_road_anomaly21(root, shape, seed: int) -> None:
+    """dataset_AnomalyTrack: street scenes with 1..3 pasted OoD objects, labelled as Fishyscapes Static's
+    (0, 1, 255 on the ego vehicle and the border); the labels of the test frames are withheld."""
+    for i, fid in enumerate(ANOMALY_FRAMES):
+        image, labels = fishyscapes_static_scene(item_rng(seed, "road_anomaly21", i),
+                                                 shifted(shape, ANOMALY_SIZE_STEPS, i))
+        write_track_frame(root, "dataset_AnomalyTrack", fid, ".jpg", image,
+                          labels if fid.startswith("validation") else None)
+
+
+def make_road_obstacle21(root, shape, seed: int) -> None:
+    """dataset_ObstacleTrack: LostAndFound-like scenes, road 0, obstacles 1, everything else 255; labels
+    of the validation scene only."""
+    for i, fid in enumerate(OBSTACLE_FRAMES):
+        image, labels = fishyscapes_laf_scene(item_rng(seed, "road_obstacle21", i),
+                                              shifted(shape, OBSTACLE_SIZE_STEPS, i))
+        write_track_frame(root, "dataset_ObstacleTrack", fid, ".webp", image,
+                          labels if fid.startswith("validation_") else None)
+
+
+def make_lost_and_found_testnoknown(root, shape, seed: int) -> None:
+    """A LostAndFound test split of the NO_KNOWN_FRAMES, LostAndFound-like scenes with their label ids."""
+    for i, (city, sequence, frame) in enumerate(NO_KNOWN_FRAMES):
+        image, labels = lost_and_found_scene(item_rng(seed, "lost_and_found_testnoknown", i), shape)
+        write_lost_and_found_frame(root, "test", f"{city}_{sequence:06d}_{frame:06d}", image, labels)
+
+
 # ---------------------------------------------------------------- COCO
 
 def ground_backdrop(rng, shape) -> np.ndarray:
@@ -784,18 +856,24 @@ def stamp_seed(root, seed: int) -> None:
         Path(tmp).write_text(f"{seed}\n")
 
 
-def demo_roots(root) -> dict:
-    """The root of each data set below `root`, by data set name."""
+def demo_roots(root, smiyc: bool = False) -> dict:
+    """The root of each data set below `root`, by data set name; with the SegmentMeIfYouCan sets if `smiyc`."""
     root = str(root)
-    return {"Cityscapes": os.path.join(root, "cityscapes"), "COCO": os.path.join(root, "COCO", "2017"),
-            "LostAndFound": os.path.join(root, "lost_and_found"), "Fishyscapes": os.path.join(root, "fishyscapes")}
+    roots = {"Cityscapes": os.path.join(root, "cityscapes"), "COCO": os.path.join(root, "COCO", "2017"),
+             "LostAndFound": os.path.join(root, "lost_and_found"), "Fishyscapes": os.path.join(root, "fishyscapes")}
+    if smiyc:
+        roots.update({"RoadAnomaly21": os.path.join(root, "segment_me"), "RoadObstacle21": os.path.join(root, "segment_me"),
+                      "LostAndFound-testNoKnown": os.path.join(root, "lost_and_found_testnoknown")})
+    return roots
 
 
 def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train: int = 80,
                    n_cityscapes_val: int = 16, n_coco: int = 80, n_lostandfound: int = 16,
-                   n_fishyscapes: int = 8, seed: int = 0, fishyscapes_layout: str = "preconverted") -> dict:
-    """Writes the four data sets under `root`; returns their roots by data set name.
-    `fishyscapes_layout` "official" writes the Fishyscapes sets as the archives hold them."""
+                   n_fishyscapes: int = 8, seed: int = 0, fishyscapes_layout: str = "preconverted",
+                   smiyc: bool = False) -> dict:
+    """Writes the four data sets under `root`, and the SegmentMeIfYouCan ones if `smiyc`; returns their
+    roots by data set name. `fishyscapes_layout` "official" writes the Fishyscapes sets as the archives
+    hold them."""
     if fishyscapes_layout not in FISHYSCAPES_LAYOUTS:
         raise DemoDataError(f"unknown Fishyscapes layout {fishyscapes_layout!r}: expected one of "
                             f"{', '.join(FISHYSCAPES_LAYOUTS)}")
@@ -803,7 +881,7 @@ def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train
         raise DemoDataError(f"the official Fishyscapes Static layout overlays Cityscapes val scenes: "
                             f"{n_fishyscapes} frames need as many val scenes, not {n_cityscapes_val}")
     stamp_seed(root, seed)
-    roots = demo_roots(root)
+    roots = demo_roots(root, smiyc)
     shape = (height, width)
     make_cityscapes(roots["Cityscapes"], {"train": n_cityscapes_train, "val": n_cityscapes_val}, shape, seed)
     make_coco(roots["COCO"], n_coco, seed)
@@ -813,6 +891,10 @@ def make_demo_data(root, height: int = 128, width: int = 256, n_cityscapes_train
         make_fishyscapes_lostandfound(roots["Fishyscapes"], roots["LostAndFound"], n_fishyscapes, shape, seed)
     else:
         make_fishyscapes(roots["Fishyscapes"], n_fishyscapes, shape, seed)
+    if smiyc:
+        make_road_anomaly21(roots["RoadAnomaly21"], shape, seed)
+        make_road_obstacle21(roots["RoadObstacle21"], shape, seed)
+        make_lost_and_found_testnoknown(roots["LostAndFound-testNoKnown"], shape, seed)
     return roots
 
 
@@ -830,6 +912,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fishyscapes_layout", choices=FISHYSCAPES_LAYOUTS, default="preconverted",
                         help="preconverted: <fs id>.png labels beside <fs id>.jpg images; official: the "
                              "archives' files (see above) (default: %(default)s)")
+    parser.add_argument("--smiyc", action="store_true",
+                        help="also the SegmentMeIfYouCan sets RoadAnomaly21, RoadObstacle21, LostAndFound-testNoKnown")
     return parser.parse_args(argv)
 
 

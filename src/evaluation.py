@@ -3,8 +3,13 @@
 For the baseline (epoch 0) and the OoD-trained network (cfg.val_epoch) on cfg.VALSET:
   pixel     histograms of the OoD score over in-distribution and OoD pixels -> AUROC, FPR95, AUPRC
             (paper and exact protocol); plots of the histograms and of the ROC / PR curves
-  segment   FP / FN segment counts before and after meta classification, and the
-            SegmentMeIfYouCan component metrics (sIoU, PPV, F1) of the same predictions
+  segment   FP / FN segment counts before and after meta classification, and the component
+            metrics (sIoU, PPV, F1) of the same predictions: Meta-OoD's own segments at the entropy
+            threshold, not the SegmentMeIfYouCan leaderboard's protocol
+  smiyc     on a SegmentMeIfYouCan set, that benchmark's protocol (src/smiyc.py): pixel AP, FPR95 and
+            best F1 of the float16 scores, sIoU gt, PPV and F1 of the components at the best-F1
+            threshold, for both networks and the meta-classified score (removed segments scored
+            as the score's minimum)
   miou      19-class mIoU of both networks on the Cityscapes val split
 Whatever an evaluation needs and is missing (probs files, segment search, meta classifier)
 is computed first. A re-run reads back or skips what exists: those, the score histograms, the
@@ -12,6 +17,7 @@ mIoU of each network and the per-image panels; it writes the summaries again (th
 file and table, the score-histogram and ROC / PR plots).
 """
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -22,7 +28,8 @@ from src import paths
 from src.atomic import (atomic_path, read_json, read_npz, remove_stale_temporaries, unusable, write_csv, write_json,
                         write_npz)
 from src.component_metrics import ComponentAccumulator
-from src.dataset import DATASETS, build_dataset
+from src.dataset import DATASETS, build_dataset, require_labels
+from src.errors import MetaOodError
 from src.formatting import percent
 from src.fp_removal import remove_false_positives, removed_segments
 from src.meta_classifier import MetaClassifierResult, per_image, uncovered_counts
@@ -35,6 +42,7 @@ from src.probs_file import read_probs
 from src.run_log import progress
 from src.segment_files import read_components
 from src.segment_search import probs_indices, run_segment_search
+from src.smiyc import ANOMALY, IN_DISTRIBUTION, TRACKS, VOID, smiyc_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +158,8 @@ PER_IMAGE_COLUMNS = ("image", "image_file", "in_pixels", "ood_pixels", "void_pix
 
 
 def _per_image_evaluation(cfg, epoch, saved):
-    """SegmentMeIfYouCan summaries of the entropy-threshold prediction and of the meta-classified
-    one (the segments of `saved` removed), and the per-image table (CSV, PER_IMAGE_COLUMNS) that
+    """Component summaries (sIoU, PPV, F1) of the entropy-threshold segments and of the meta-classified
+    ones (the segments of `saved` removed), and the per-image table (CSV, PER_IMAGE_COLUMNS) that
     points to the images where the method fails."""
     dataset = DATASETS[cfg.VALSET]
     result = MetaClassifierResult.from_dict({k: v for k, v in saved.items() if k != "image_ids"})
@@ -177,8 +185,13 @@ def _per_image_evaluation(cfg, epoch, saved):
     return before.summary(), after.summary()
 
 
+# The component metrics of Meta-OoD's segments (entropy threshold, meta classification), named so that
+# nobody takes them for the leaderboard's, which smiyc_evaluation computes.
+METAOOD_COMPONENTS = "components_of_metaood_segments"
+
+
 def segment_evaluation(cfg):
-    """{run: {'fp', 'fn', 'components': SegmentMeIfYouCan summary}} for baseline, trained, meta
+    """{run: {'fp', 'fn', METAOOD_COMPONENTS: component summary}} for baseline, trained, meta
     (meta classification of the trained network; of the baseline when val_epoch is 0), plus
     the meta classifier's own scores under 'meta_classifier'."""
     results, classifier = {}, {}
@@ -187,8 +200,8 @@ def segment_evaluation(cfg):
         classifier[run] = {k: saved[k] for k in ("auroc", "auprc", "accuracy", "n_segments",
                                                  "removed_true_positives", "cv")}
         before, after = _per_image_evaluation(cfg, epoch, saved)
-        results[run] = {"fp": saved["fp_before"], "fn": saved["fn_before"], "components": before}
-        results[f"{run}_meta"] = {"fp": saved["fp_after"], "fn": saved["fn_after"], "components": after}
+        results[run] = {"fp": saved["fp_before"], "fn": saved["fn_before"], METAOOD_COMPONENTS: before}
+        results[f"{run}_meta"] = {"fp": saved["fp_after"], "fn": saved["fn_after"], METAOOD_COMPONENTS: after}
         _draw_panels(cfg, epoch, removed_segments(saved))
     results["meta"] = results.pop(f"{meta_network(results)}_meta")
     results["meta_classifier"] = classifier
@@ -223,6 +236,107 @@ def _draw_panels(cfg, epoch, removed):
                          f"{os.path.basename(image_path)} ({cfg.VALSET} image {i}), "
                          f"{paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
+
+
+# ---------------------------------------------------------------- SegmentMeIfYouCan protocol
+
+def smiyc_track(cfg):
+    """The SegmentMeIfYouCan track of the run's evaluation set and split; None if it is not a SMIYC set."""
+    return DATASETS[cfg.VALSET].spec.split_info(cfg).track
+
+
+def require_smiyc_set(cfg) -> None:
+    """A MetaOodError unless the run's evaluation set and split is a SegmentMeIfYouCan set."""
+    if smiyc_track(cfg) is None:
+        sets = [f"{name} ({split} split)" if len(cls.spec.splits) > 1 else name for name, cls in DATASETS.items()
+                for split, s in cls.spec.splits.items() if s.track and s.labelled]
+        raise MetaOodError(f"-smiyc: {cfg.VALSET} {DATASETS[cfg.VALSET].spec.split_of(cfg)} is not a "
+                           f"SegmentMeIfYouCan set; these are: {', '.join(sets)}")
+
+
+def smiyc_labels(gt_train, train_id_in, train_id_out) -> np.ndarray:
+    """uint8 0 in-distribution, 1 anomaly, 255 every other pixel (void, and those that are neither)."""
+    labels = np.full(gt_train.shape, VOID, np.uint8)
+    labels[gt_train == train_id_in] = IN_DISTRIBUTION
+    labels[gt_train == train_id_out] = ANOMALY
+    return labels
+
+
+def removed_score(cfg, score) -> float:
+    """The score of a removed segment's pixels: the lower end of the score's range, or the frame's
+    minimum for an unbounded score; the meta classifier says they are in-distribution."""
+    value_range = SCORE_RANGES[cfg.score]
+    return value_range[0] if value_range else float(score.min())
+
+
+def meta_classified_score(score, components, removed, value) -> np.ndarray:
+    """`score` with the pixels of the segments `removed` (ids k of the components map) set to `value`."""
+    out = score.copy()
+    out[np.isin(np.abs(components), list(removed))] = value
+    return out
+
+
+def _predicted_components(cfg, epoch, i):
+    """The components map of image i's segments at the entropy threshold (segment search output)."""
+    return read_components(paths.components_file(cfg, epoch, i))
+
+
+def run_score_map(cfg, epoch, i, removed=None) -> np.ndarray:
+    """The score map of probs file i; with `removed` (ids of segments), the meta-classified score."""
+    score, = _score_and(cfg, paths.probs_file(cfg, epoch, i))
+    if removed is None:
+        return score
+    return meta_classified_score(score, _predicted_components(cfg, epoch, i), removed, removed_score(cfg, score))
+
+
+def _run_frames(cfg, epoch, desc, frame):
+    """A callable that yields frame(i) for every probs file of the run, anew at each call (smiyc_metrics
+    reads the frames twice; one at a time in memory)."""
+    def frames():
+        indices = probs_indices(cfg, epoch)
+        return map(frame, progress(indices, desc=f"{desc} {paths.epoch_pattern(cfg, epoch)}", unit="image"))
+    return frames
+
+
+def run_labels(cfg, epoch, i) -> np.ndarray:
+    """The SegmentMeIfYouCan labels of probs file i."""
+    dataset = DATASETS[cfg.VALSET]
+    gt_train, = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids",))
+    return smiyc_labels(gt_train, dataset.train_id_in, dataset.train_id_out)
+
+
+def _smiyc_figures(cfg, epoch, track, removed=None):
+    """smiyc_metrics of the run's score, or of its meta-classified score (`removed`: probs index -> ids)."""
+    def score(i):
+        return run_score_map(cfg, epoch, i, None if removed is None else removed[i])
+    return smiyc_metrics(_run_frames(cfg, epoch, "SegmentMeIfYouCan scores", score),
+                         _run_frames(cfg, epoch, "SegmentMeIfYouCan labels", functools.partial(run_labels, cfg, epoch)),
+                         track)
+
+
+def smiyc_evaluation(cfg):
+    """{'config': the protocol's settings, run: smiyc_metrics figures} for baseline, trained and meta (the
+    meta-classified score of the network meta classification applies to)."""
+    require_smiyc_set(cfg)
+    track = smiyc_track(cfg)
+    runs = evaluated_epochs(cfg)
+    results = {}
+    for run, epoch in runs.items():
+        write_probs(cfg, epoch)
+        results[run] = _smiyc_figures(cfg, epoch, track)
+    epoch = runs[meta_network(runs)]
+    results["meta"] = _smiyc_figures(cfg, epoch, track, removed_segments(meta_classification(cfg, epoch)))
+    results["config"] = {
+        "track": track,
+        "min_pred_pixels": TRACKS[track].min_pred_pixels,
+        "min_gt_pixels": TRACKS[track].min_gt_pixels,
+        "score": cfg.score,
+        "pixel_curve": "exact over the scores rounded to float16 (the submission format), not per-frame bins",
+        "component_threshold": "best_f1_threshold",
+        "meta": f"the segments meta classifier {paths.meta_classifier_name(cfg, epoch)} removes (cross-validated "
+                f"decisions), their pixels scored as the score's minimum",
+    }
+    return results
 
 
 # ---------------------------------------------------------------- in-distribution quality
@@ -275,16 +389,17 @@ def _block(title, columns, rows):
 
 
 def results_table(results):
-    """The printed summary. Main block: pixel metrics (paper protocol), FP/FN segments, mean F1 and
-    mIoU, in %; then the exact pixel protocol and the component metrics of the same runs."""
-    pixel, segment, miou = (results.get(k, {}) for k in ("pixel", "segment", "miou"))
+    """The printed summary. Main block: pixel metrics (paper protocol), FP/FN segments, mean F1 (of
+    Meta-OoD's segments) and mIoU, in %; on a SegmentMeIfYouCan set that benchmark's leaderboard columns;
+    then the exact pixel protocol and the component metrics of Meta-OoD's segments."""
+    pixel, segment, miou, smiyc = (results.get(k, {}) for k in ("pixel", "segment", "miou", "smiyc"))
 
     def pixel_cells(run, protocol):
         values = pixel.get(meta_network(pixel) if run == "meta" else run, {}).get(protocol, {})
         return [percent(values.get(k)) for k in ("auroc", "fpr95", "auprc")]
 
     def components(run):
-        return segment.get(run, {}).get("components", {})
+        return segment.get(run, {}).get(METAOOD_COMPONENTS, {})
 
     runs = [(RUN_LABELS[run], run) for run in ("baseline", "trained", "meta")]
     main = [(label, pixel_cells(run, "paper") + [str(segment.get(run, {}).get(k, "-")) for k in ("fp", "fn")]
@@ -293,11 +408,18 @@ def results_table(results):
     exact = [(label, pixel_cells(run, "exact")) for label, run in runs if run != "meta"]
     component = [(label, [percent(components(run).get(k)) for k in ("siou_gt", "ppv", "mean_f1")])
                  for label, run in runs]
+    leaderboard = [(label, [percent(smiyc.get(run, {}).get(k)) for k in ("ap", "fpr95", "siou_gt", "ppv", "mean_f1")])
+                   for label, run in runs]
     bins = results.get("config", {}).get("bins")
-    blocks = [_block("pixel metrics: paper protocol; segments: FP/FN counts; in %",
+    track = smiyc.get("config", {}).get("track")
+    blocks = [_block("pixel metrics: paper protocol; segments: FP/FN counts; mean F1 of Meta-OoD's segments; in %",
                      ("AUROC", "FPR95", "AUPRC", "FP", "FN", "mean F1", "mIoU"), main),
+              _block(f"SegmentMeIfYouCan protocol, {track} track: the leaderboard's columns (float16 scores, "
+                     f"components at the best-F1 threshold; + meta classification: removed segments at the "
+                     f"score's minimum), in %", ("AP", "FPR95", "sIoU gt", "PPV", "mean F1"), leaderboard),
               _block(f"pixel metrics, exact protocol ({bins} bins)", ("AUROC", "FPR95", "AUPRC"), exact),
-              _block("component metrics (SegmentMeIfYouCan)", ("sIoU gt", "PPV", "mean F1"), component)]
+              _block("component metrics of Meta-OoD's segments (entropy threshold; not the leaderboard's protocol)",
+                     ("sIoU gt", "PPV", "mean F1"), component)]
     if not any("baseline" in section for section in (pixel, segment, miou)):
         blocks.append(["baseline: not evaluated (neither its checkpoint --init_ckpt nor its outputs exist)"])
     return "\n\n".join("\n".join(block) for block in blocks if block)
@@ -309,10 +431,14 @@ def _written_folders(cfg):
     return [paths.results_dir(cfg), paths.plots_dir(cfg), os.path.dirname(paths.miou_file(cfg, 0)), *panels]
 
 
-def evaluate(cfg, pixel=True, segment=True, miou=False):
+def evaluate(cfg, pixel=True, segment=True, miou=False, smiyc=False):
     """Runs the chosen evaluations and saves their numbers with this run's configuration; the
     sections of the other evaluations stay as an earlier run saved them (so `-miou` after
     `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
+    if pixel or segment or smiyc:
+        require_labels(cfg.VALSET, cfg)
+    if smiyc:
+        require_smiyc_set(cfg)
     for folder in _written_folders(cfg):
         remove_stale_temporaries(folder)
     path = paths.evaluation_file(cfg)
@@ -325,6 +451,8 @@ def evaluate(cfg, pixel=True, segment=True, miou=False):
         results["segment"] = segment_evaluation(cfg)
     if miou:
         results["miou"] = miou_evaluation(cfg)
+    if smiyc:
+        results["smiyc"] = smiyc_evaluation(cfg)
     results = _json_safe(results)
     write_json(path, results)
     with atomic_path(paths.table_file(cfg)) as tmp, open(tmp, "w") as f:

@@ -60,14 +60,20 @@ def segment_data(metrics_per_image, image_ids=None):
     ids = _ids(image_ids, len(metrics_per_image))
     counts = [_segment_count(m, image_id, ids[0], metrics_per_image[0].keys())
               for image_id, m in zip(ids, metrics_per_image)]
-    raw = np.array([np.concatenate([m[k] for m in metrics_per_image]) for k in names], dtype=np.float64).T
-    bad = [name for name, ok in zip(names, np.isfinite(raw).all(axis=0)) if not ok]
-    if bad:
-        raise ValueError(f"meta classifier: metrics {bad} hold NaN or infinite values")
+    raw = _raw_features(metrics_per_image, names)
     features = (raw - raw.mean(axis=0)) / (raw.std(axis=0) + STD_EPS) if len(raw) else raw
     iou0 = np.concatenate([m["iou0"] for m in metrics_per_image]).astype(np.int64)
     image_index = np.repeat(np.arange(len(counts)), counts)
     return SegmentData(features, names, iou0, image_index)
+
+
+def _raw_features(metrics_per_image, names):
+    """(segments, features) float64 of the metrics `names` of every segment of the images."""
+    raw = np.array([np.concatenate([m[k] for m in metrics_per_image]) for k in names], dtype=np.float64).T
+    bad = [name for name, ok in zip(names, np.isfinite(raw).all(axis=0)) if not ok]
+    if bad:
+        raise ValueError(f"meta classifier: metrics {bad} hold NaN or infinite values")
+    return raw
 
 
 def _ids(image_ids, n_images):
@@ -156,6 +162,38 @@ def _fold_probability(features, target, train, test):
     model = LiblinearMetaClassifier().fit(features[train], target[train])
     classes = model.classes_.tolist()
     return test, (model.predict_proba(features[test])[:, classes.index(1)] if 1 in classes else 0.0)
+
+
+class FittedMetaClassifier(NamedTuple):
+    """A meta classifier fitted on every segment of one data set, that decides on the segments of another
+    (a test split without labels), whose features it standardizes with the training set's statistics."""
+    names: list  # the feature names
+    mean: np.ndarray  # per feature, over the training segments
+    std: np.ndarray
+    model: LiblinearMetaClassifier
+
+    def removed(self, metrics) -> np.ndarray:
+        """Per predicted segment of one image's metrics, whether it is removed (P(iou0 = 1) > THRESHOLD)."""
+        if feature_names(metrics) != self.names:
+            raise MetaClassifierError(f"meta classifier: metrics with the features {feature_names(metrics)}, but it "
+                                      f"was fitted on {self.names}")
+        raw = _raw_features([metrics], self.names)
+        classes = self.model.classes_.tolist()
+        if not len(raw) or 1 not in classes:
+            return np.zeros(len(raw), bool)
+        probability = self.model.predict_proba((raw - self.mean) / (self.std + STD_EPS))[:, classes.index(1)]
+        return probability > THRESHOLD
+
+
+def fit_meta_classifier(metrics_per_image, image_ids=None) -> FittedMetaClassifier:
+    """The meta classifier fitted on every segment of the images (no cross-validation: it is meant for
+    segments of other images)."""
+    data = segment_data(metrics_per_image, image_ids)
+    if not len(data.iou0):
+        raise MetaClassifierError("meta classifier: no predicted segment to fit it on")
+    raw = _raw_features(metrics_per_image, data.names)
+    model = LiblinearMetaClassifier().fit(data.features, data.iou0)
+    return FittedMetaClassifier(data.names, raw.mean(axis=0), raw.std(axis=0), model)
 
 
 def classifier_scores(iou0, probability):

@@ -77,10 +77,14 @@ def components_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False) ->
     return os.path.join(metaseg_dir(cfg), "components", sub, f"{index:04d}.npz")
 
 
+def cv_name(cfg: RunConfig) -> str:
+    """The meta classifier's cross-validation: `loo`, `image`, or `kfold<k>_seed<s>` (what its folds depend on)."""
+    return f"kfold{cfg.folds}_seed{cfg.seed}" if cfg.cv == "kfold" else cfg.cv
+
+
 def meta_classifier_name(cfg: RunConfig, epoch: int) -> str:
-    """`<metaseg_subdir>_<cv>`; kfold also names what its folds depend on: `..._kfold<k>_seed<s>`."""
-    cv = f"kfold{cfg.folds}_seed{cfg.seed}" if cfg.cv == "kfold" else cfg.cv
-    return f"{metaseg_subdir(cfg, epoch)}_{cv}"
+    """`<metaseg_subdir>_<cv>`."""
+    return f"{metaseg_subdir(cfg, epoch)}_{cv_name(cfg)}"
 
 
 def meta_classifier_file(cfg: RunConfig, epoch: int) -> str:
@@ -132,6 +136,24 @@ def panel_file(cfg: RunConfig, epoch: int, index: int) -> str:
 def miou_file(cfg: RunConfig, epoch: int) -> str:
     """In-distribution mIoU of the network of `epoch` on the Cityscapes val split (JSON)."""
     return os.path.join(model_io_root(cfg), "miou", f"cityscapes_val_{epoch_pattern(cfg, epoch)}.json")
+
+
+def submission_root(cfg: RunConfig) -> str:
+    """The SegmentMeIfYouCan submission folder, to archive and upload as it is: <io_root>/smiyc_submission/anomaly_p."""
+    return os.path.join(cfg.io_root, "smiyc_submission", "anomaly_p")
+
+
+def submission_methods(cfg: RunConfig, epoch: int) -> tuple:
+    """(method of the run's score, method of its meta-classified score): --submission_name, default
+    `MetaOoD_<MODEL>_<run>_<score>`, and that name plus `_meta_t<t>_<cv>`. A re-run skips the files that
+    exist, so the default names hold every setting their values depend on."""
+    name = cfg.submission_name or f"MetaOoD_{cfg.MODEL}_{epoch_pattern(cfg, epoch)}_{cfg.score}"
+    return name, f"{name}_meta_t{cfg.entropy_threshold}_{cv_name(cfg)}"
+
+
+def submission_file(cfg: RunConfig, method: str, dataset_name: str, frame_id: str) -> str:
+    """anomaly_p/<method>/<data set name>/<frame id>.hdf5, the benchmark's name of a frame's file."""
+    return os.path.join(submission_root(cfg), method, dataset_name, f"{frame_id}.hdf5")
 
 
 def log_file(cfg: RunConfig, script: str, stamp: str) -> str:

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -66,6 +67,13 @@ def index_list(text):
     if min(indices) < 0:
         raise argparse.ArgumentTypeError(f"expected indices >= 0, got {text}")
     return indices
+
+
+def method_name(text):
+    """A SegmentMeIfYouCan method name: one folder name of letters, digits and . _ + -."""
+    if not re.fullmatch(r"[A-Za-z0-9._+-]+", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"expected a folder name of letters, digits and . _ + -, got {text!r}")
+    return text
 
 
 def _optional_path(text):
@@ -191,6 +199,14 @@ _DECLARED = [
       ("-segment", "--segment", "--segment_eval"), switch=True, default=False),
     S("miou", "in-distribution mIoU on the Cityscapes val split", (EVAL,), ("-miou", "--miou"), switch=True,
       default=False),
+    S("smiyc_eval", "SegmentMeIfYouCan protocol on a SMIYC set: pixel AP, FPR95, best F1; sIoU gt, PPV, F1 of "
+      "the components at the best-F1 threshold", (EVAL,), ("-smiyc", "--smiyc", "--smiyc_eval"), switch=True,
+      default=False),
+    S("submission", "write the SegmentMeIfYouCan submission files of the evaluated network (-epoch) on the "
+      "SMIYC set's split, test splits included: its score and the meta-classified score", (EVAL,),
+      switch=True, default=False),
+    S("submission_name", "method name of the submission files; default MetaOoD_<MODEL>_<run>_<score>, the "
+      "meta-classified one with _meta_t<t>_<cv> added", (EVAL,), check=method_name),
     S("score", "pixel OoD score (maxlogit and energy need probs files written with --store_logits)", (EVAL,),
       default="entropy", choices=_score_names),
     S("bins", "histogram bins of the exact pixel protocol; more bins, closer to the exact curve", (EVAL,),
@@ -209,12 +225,14 @@ del S
 
 
 def dataset_settings() -> list:
-    """The root setting of every registered data set and the split setting of those that have one."""
+    """The root setting of every registered data set (one per root variable: data sets of one download
+    share it, described by the first) and the split setting of those that have one."""
     from src.dataset import DATASETS
-    settings = []
+    settings, roots = [], set()
     for cls in DATASETS.values():
         spec = cls.spec
-        if spec.root:
+        if spec.root and spec.root not in roots:
+            roots.add(spec.root)
             settings.append(Setting(spec.root.lower(), f"{spec.name} root: {spec.layout}", spec.scripts, (),
                                     spec.root, default=None, check=_optional_path, optional=True))
         if spec.split_setting:

@@ -29,4 +29,4 @@ def layouts_dir():
     return TESTS / "checkpoint_layouts"
 
 
-from tests.fixtures_data import demo_data, demo_official, demo_raw  # noqa: E402,F401  session-wide generated data sets
+from tests.fixtures_data import demo_data, demo_official, demo_raw, demo_smiyc  # noqa: E402,F401  session-wide generated data sets

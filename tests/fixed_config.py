@@ -18,6 +18,10 @@ COCO_ROOT = "/nonexistent/COCO/2017"
 LOSTANDFOUND_ROOT = "/nonexistent/lost_and_found"
 FISHYSCAPES_ROOT = "/nonexistent/fishyscapes"
 FISHYSCAPES_SPLIT = "Static"
+ROADANOMALY21_ROOT = "/nonexistent/segment_me"
+ROADANOMALY21_SPLIT = "validation"
+ROADOBSTACLE21_ROOT = "/nonexistent/segment_me"
+ROADOBSTACLE21_SPLIT = "validation"
 
 INIT_CKPT = None
 WEIGHTS_DIR = None

@@ -17,7 +17,7 @@ from preparation.prepare_coco_segmentation import prepare_coco_segmentation
 TINY = dict(height=48, width=96, n_cityscapes_train=10, n_cityscapes_val=3, n_coco=10,
             n_lostandfound=4, n_fishyscapes=3, seed=0)
 
-__all__ = ["TINY", "demo_raw", "demo_data", "demo_official", "fishyscapes_official_image"]
+__all__ = ["TINY", "demo_raw", "demo_data", "demo_official", "demo_smiyc", "fishyscapes_official_image"]
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +44,15 @@ def demo_official(tmp_path_factory):
     Cityscapes train scenes: nothing reads them). Do not modify."""
     root = tmp_path_factory.mktemp("demo_official")
     return make_demo_data(root, **{**TINY, "n_coco": 0, "n_cityscapes_train": 0}, fishyscapes_layout="official")
+
+
+@pytest.fixture(scope="session")
+def demo_smiyc(tmp_path_factory):
+    """Roots of a tiny set with the SegmentMeIfYouCan sets (make_demo_data's smiyc) and no other
+    frames. Do not modify."""
+    root = tmp_path_factory.mktemp("demo_smiyc")
+    empty = dict(n_cityscapes_train=0, n_cityscapes_val=0, n_coco=0, n_lostandfound=0, n_fishyscapes=0)
+    return make_demo_data(root, **{**TINY, **empty}, smiyc=True)
 
 
 def fishyscapes_official_image(label_path, roots) -> np.ndarray:

@@ -14,9 +14,10 @@ from PIL import Image
 
 from preparation.make_demo_data import coco_kept_count
 from src.dataset import (COCO, DATASETS, Cityscapes, CityscapesCOCO, DatasetError, Fishyscapes, LostAndFound,
-                         build_dataset)
+                         LostAndFoundNoKnown, RoadAnomaly21, RoadObstacle21, build_dataset)
+from src.dataset.lost_and_found_no_known import kept_frames
 from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_transform, training_transform
-from src.settings import default_config
+from src.settings import default_config, parse_run_config
 from tests.fixtures_data import TINY, fishyscapes_official_image
 
 H, W = TINY["height"], TINY["width"]
@@ -242,12 +243,14 @@ def test_mix_without_coco_needs_no_prepared_coco(demo_data, tmp_path):
         CityscapesCOCO(demo_data["Cityscapes"], str(tmp_path / "COCO" / "2017"), 0.1)
 
 
-def test_build_dataset_from_config(demo_data):
+def test_build_dataset_from_config(demo_data, demo_smiyc):
     cfg = dataclasses.replace(default_config(), cityscapes_root=demo_data["Cityscapes"], coco_root=demo_data["COCO"],
                               lostandfound_root=demo_data["LostAndFound"],
                               fishyscapes_root=demo_data["Fishyscapes"], fishyscapes_split="LostAndFound",
-                              ood_subsampling_factor=0.3)
-    lengths = {"Cityscapes": 10, "COCO": N_COCO_KEPT, "Cityscapes+COCO": 13, "LostAndFound": 4, "Fishyscapes": 3}
+                              ood_subsampling_factor=0.3, roadanomaly21_root=demo_smiyc["RoadAnomaly21"],
+                              roadobstacle21_root=demo_smiyc["RoadObstacle21"])
+    lengths = {"Cityscapes": 10, "COCO": N_COCO_KEPT, "Cityscapes+COCO": 13, "LostAndFound": 4, "Fishyscapes": 3,
+               "RoadAnomaly21": 3, "RoadObstacle21": 3, "LostAndFound-testNoKnown": 4}
     for name, cls in DATASETS.items():
         ds = build_dataset(name, cfg)
         assert type(ds) is cls and len(ds) == lengths[name]
@@ -505,3 +508,125 @@ def test_size_mismatch_found_when_loaded(demo_data, tmp_path):
     Image.open(ds.targets[0]).crop((0, 0, 100, 100)).save(ds.targets[0])
     with pytest.raises(DatasetError, match=f"image and label sizes differ: {ds.images[0]} .*{ds.targets[0]} is 100x100"):
         ds[0]
+
+
+# ---------------------------------------------------------------- SegmentMeIfYouCan sets
+
+def smiyc_config(roots):
+    return dataclasses.replace(default_config(), roadanomaly21_root=roots["RoadAnomaly21"],
+                               roadobstacle21_root=roots["RoadObstacle21"],
+                               lostandfound_root=roots["LostAndFound-testNoKnown"])
+
+
+def shapes_and_values(dataset) -> list:
+    return [(dataset.raw_item(i)[0].shape[:2], set(np.unique(dataset.raw_item(i)[1]).tolist()))
+            for i in range(len(dataset))]
+
+
+def test_road_anomaly21_splits_sizes_and_labels(demo_smiyc):
+    cfg = smiyc_config(demo_smiyc)
+    validation, test = (build_dataset("RoadAnomaly21", cfg, split=split) for split in ("validation", "test"))
+    assert validation.frame_ids == ["validation0000", "validation0001", "validation0002"]
+    assert test.frame_ids == ["airplane0000", "animals0001", "boat0002"] and test.split == "test"
+    # frames of several sizes, odd ones among them; labels 0 / 1 / 255, the test split's all void
+    sizes = [(H, W), (H + 5, W - 13), (H - 7, W + 9)]
+    assert shapes_and_values(validation) == [(size, {0, 1, 255}) for size in sizes]
+    assert shapes_and_values(test) == [(size, {255}) for size in sizes]
+    assert test.targets == [None] * 3 and all(p.endswith(".jpg") for p in test.images)
+    assert (validation.train_id_in, validation.train_id_out) == (0, 1)
+    check_item(test, 1, sizes[1])
+    assert not glob.glob(os.path.join(demo_smiyc["RoadAnomaly21"], "dataset_AnomalyTrack", "labels_masks", "a*"))
+
+
+def test_road_obstacle21_splits_leave_out_the_excluded_and_extra_frames(demo_smiyc):
+    cfg = smiyc_config(demo_smiyc)
+    validation, test = (build_dataset("RoadObstacle21", cfg, split=split) for split in ("validation", "test"))
+    assert validation.frame_ids == ["validation_1", "validation_2", "validation_30"]  # not _19, _23
+    assert test.frame_ids == ["curvy-street_1", "darkasphalt2_3", "darkasphalt_2"]  # not snowstorm1, driveway
+    assert all(p.endswith(".webp") for p in validation.images + test.images)
+    assert [v for _, v in shapes_and_values(validation)] == [{0, 1, 255}] * 3
+    assert {s for ds in (validation, test) for s, _ in shapes_and_values(ds)} == {(H, W), (H + 3, W + 5)}
+    assert [v for _, v in shapes_and_values(test)] == [{255}] * 3
+
+
+@pytest.mark.parametrize("fid, split", [
+    ("validation_1", "validation"), ("validation_18", "validation"), ("validation_20", "validation"),
+    ("validation_30", "validation"), ("validation_19", None), ("validation_21", None), ("validation_29", None),
+    ("curvy-street_4", "test"), ("darkasphalt2_0", "test"), ("one-way-street_7", "test"),
+    ("snowstorm2_3", None), ("driveway_1", None), ("motorwayX_1", None),
+])
+def test_road_obstacle21_split_rules(fid, split):
+    assert [s for s in ("validation", "test") if RoadObstacle21.in_split(fid, s)] == ([split] if split else [])
+
+
+def test_lost_and_found_testnoknown_frames(demo_smiyc, caplog):
+    with caplog.at_level(logging.WARNING):
+        ds = build_dataset("LostAndFound-testNoKnown", smiyc_config(demo_smiyc))
+    # 19 test frames; sorted index 17 (10_Schlossberg_9_000005_000210) and the frames of children and
+    # bicycles are left out
+    assert ds.frame_ids == ["01_Hanns_Klemm_Str_45_000005_000100", "01_Hanns_Klemm_Str_45_000008_000130",
+                            *(f"02_Hanns_Klemm_Str_44_000000_{30 + 10 * k:06d}" for k in range(5)),
+                            *(f"04_Maurener_Weg_8_000001_{40 + 10 * k:06d}" for k in range(4)),
+                            *(f"07_Festplatz_Flugfeld_000002_{50 + 10 * k:06d}" for k in range(3))]
+    assert [os.path.basename(p)[:-len("_leftImg8bit.png")] for p in ds.images] == ds.frame_ids
+    assert all(t.endswith("_gtCoarse_labelIds.png") and os.path.basename(t).startswith(f)
+               for t, f in zip(ds.targets, ds.frame_ids))
+    assert ds.split == "testNoKnown" and [v for _, v in shapes_and_values(ds)] == [{0, 1, 255}] * len(ds)
+    assert "19 LostAndFound test frames" in caplog.text and "official set has 1043" in caplog.text
+
+
+def test_lost_and_found_testnoknown_exclusions_on_the_official_frame_list():
+    """1203 frames, in any order: 17 sorted indices, then the children's and bicycle frames."""
+    known = ["15_Rechbergstr_Deckenpfronn_000000_000010", "01_Hanns_Klemm_Str_45_000006_000020",
+             "01_Hanns_Klemm_Str_45_000007_000030", "10_Schlossberg_9_000004_000040"]
+    fids = sorted(known + [f"05_Schafgasse_1_{k:06d}_000000" for k in range(1203 - len(known))])
+    shuffled = list(np.random.default_rng(0).permutation(fids))
+    kept = [shuffled[k] for k in kept_frames(shuffled)]
+    dropped = {fids[k] for k in (17, 37, 55, 72, 91, 110, 129, 153, 174, 197, 218, 353, 490, 618, 686, 792, 793)}
+    assert kept == [f for f in fids if f not in dropped and f not in known]
+    assert len(kept) == 1203 - 17 - 4
+
+
+@pytest.mark.parametrize("ids, label", [([0, 201, 254, 255], 255), ([1], 0), ([2, 31, 43, 100, 200], 1)],
+                         ids=["void", "road", "anomaly"])
+def test_lost_and_found_testnoknown_label_ids(tmp_path, ids, label):
+    """The benchmark's mapping, the non-hazards (31) anomalies too; a labelTrainIds file is ignored."""
+    laf_with_label(tmp_path, np.array([ids], np.uint8), train_ids=np.zeros((1, len(ids)), np.uint8))
+    ds = LostAndFoundNoKnown(str(tmp_path))
+    np.testing.assert_array_equal(ds[0][1].numpy(), np.full((1, len(ids)), label))
+    np.testing.assert_array_equal(ds.label_ids(0), np.array([ids]))
+
+
+def test_smiyc_splits_declare_track_labels_and_submission_name():
+    tracks = {(name, split): (s.track, s.labelled, s.submission) for name, cls in DATASETS.items()
+              for split, s in cls.spec.splits.items() if s.track}
+    assert tracks == {("Fishyscapes", "LostAndFound"): ("anomaly", True, None),
+                      ("RoadAnomaly21", "validation"): ("anomaly", True, "AnomalyTrack-all"),
+                      ("RoadAnomaly21", "test"): ("anomaly", False, "AnomalyTrack-all"),
+                      ("RoadObstacle21", "validation"): ("obstacle", True, "ObstacleTrack-all"),
+                      ("RoadObstacle21", "test"): ("obstacle", False, "ObstacleTrack-all"),
+                      ("LostAndFound-testNoKnown", "testNoKnown"): ("obstacle", True, "LostAndFound-test")}
+    assert [RoadAnomaly21.spec.labelled_split(), RoadObstacle21.spec.labelled_split()] == ["validation"] * 2
+
+
+def test_smiyc_roots_and_splits_are_flags_and_one_download_is_one_root():
+    cfg = parse_run_config("evaluation", ["--roadanomaly21_root", "/ra", "--roadanomaly21_split", "test",
+                                          "--roadobstacle21_root", "/ro", "--lostandfound_root", "/laf"])
+    assert (cfg.roadanomaly21_root, cfg.roadanomaly21_split, cfg.roadobstacle21_root) == ("/ra", "test", "/ro")
+    assert cfg.roadobstacle21_split == "validation"
+    assert LostAndFoundNoKnown.spec.root_setting == LostAndFound.spec.root_setting == "lostandfound_root"
+
+
+def test_smiyc_validation_frame_without_labels(demo_smiyc, tmp_path):
+    root = tmp_path / "segment_me"
+    shutil.copytree(demo_smiyc["RoadAnomaly21"], root)
+    label = root / "dataset_AnomalyTrack" / "labels_masks" / "validation0001_labels_semantic.png"
+    os.remove(label)
+    with pytest.raises(DatasetError, match=f"label file missing for .*validation0001.jpg: {label}"):
+        RoadAnomaly21(str(root), "validation")
+    assert len(RoadAnomaly21(str(root), "test")) == 3  # a test split reads no label
+    with pytest.raises(DatasetError, match="unknown RoadAnomaly21 split 'val': expected one of validation, test"):
+        RoadAnomaly21(str(root), "val")
+    with pytest.raises(DatasetError, match="RoadObstacle21 images folder not found: .*dataset_ObstacleTrack/images "
+                                           r"\(expected files .*/dataset_ObstacleTrack/images/<fid>.webp"):
+        RoadObstacle21(str(tmp_path))

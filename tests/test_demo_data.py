@@ -233,3 +233,30 @@ def test_unknown_fishyscapes_layout(tmp_path):
     with pytest.raises(DemoDataError, match="unknown Fishyscapes layout 'zip': expected one of preconverted, official"):
         make_demo_data(tmp_path / "data", fishyscapes_layout="zip")
     assert not (tmp_path / "data").exists()
+
+
+# ---------------------------------------------------------------- SegmentMeIfYouCan sets
+
+def test_smiyc_layouts_are_the_archives_and_deterministic(demo_smiyc, tmp_path):
+    root = Path(demo_smiyc["RoadAnomaly21"]).parent
+    names = [n for n in files(root) if n.startswith(("segment_me/", "lost_and_found_testnoknown/"))]
+    laf = r"\d\d_[A-Za-z_0-9]+_\d{6}_\d{6}"
+    patterns = {
+        r"segment_me/dataset_AnomalyTrack/images/[a-z]+\d{4}\.jpg": 6,
+        r"segment_me/dataset_AnomalyTrack/labels_masks/validation\d{4}_labels_semantic\.png": 3,
+        r"segment_me/dataset_ObstacleTrack/images/[a-z0-9-]+_\d+\.webp": 10,
+        r"segment_me/dataset_ObstacleTrack/labels_masks/validation_\d+_labels_semantic\.png": 5,
+        rf"lost_and_found_testnoknown/leftImg8bit/test/[^/]+/{laf}_leftImg8bit\.png": 19,
+        rf"lost_and_found_testnoknown/gtCoarse/test/[^/]+/{laf}_gtCoarse_labelIds\.png": 19,
+    }
+    for pattern, count in patterns.items():
+        assert sum(bool(re.fullmatch(pattern, n)) for n in names) == count, pattern
+    assert len(names) == sum(patterns.values())
+    assert {Image.open(p).format for p in (root / "segment_me").rglob("*.webp")} == {"WEBP"}
+    for label in (root / "segment_me").rglob("*_labels_semantic.png"):
+        assert set(np.unique(np.array(Image.open(label))).tolist()) == {0, 1, 255}, label
+    again = make_demo_data(tmp_path, **{**TINY, **{k: 0 for k in ("n_cityscapes_train", "n_cityscapes_val", "n_coco",
+                                                                     "n_lostandfound", "n_fishyscapes")}}, smiyc=True)
+    assert again == make_demo_data_module.demo_roots(tmp_path, smiyc=True)
+    ours, theirs = files(root), files(tmp_path)
+    assert list(ours) == list(theirs) and all(p.read_bytes() == theirs[n].read_bytes() for n, p in ours.items())

@@ -147,3 +147,34 @@ def test_evaluation_removes_what_a_killed_evaluation_left(cfg, monkeypatch):
     left = [killed_while_writing(path) for path in written]
     evaluation.evaluate(cfg, miou=True)
     assert not any(os.path.exists(path) for path in left)
+
+# ---------------------------------------------------------------- SegmentMeIfYouCan
+
+def test_smiyc_labels_and_the_meta_classified_score():
+    gt_train = np.array([[1, 2, 0, 255]], np.uint8)  # LostAndFound's train ids: 1 in, 2 OoD, 0 neither
+    np.testing.assert_array_equal(evaluation.smiyc_labels(gt_train, 1, 2), [[0, 1, 255, 255]])
+    score = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32)
+    components = np.array([[1, -1, 2, 0, -3]], np.int32)  # + inner, - boundary pixels of segments 1..3
+    np.testing.assert_array_equal(evaluation.meta_classified_score(score, components, {1, 3}, 0.0),
+                                  np.array([[0, 0, 0.7, 0.6, 0]], np.float32))
+    np.testing.assert_array_equal(evaluation.meta_classified_score(score, components, set(), 0.0), score)
+    # removed pixels get the lower end of a bounded score, the frame's minimum of an unbounded one
+    cfg = default_config()
+    assert evaluation.removed_score(cfg, score) == 0.0
+    assert evaluation.removed_score(dataclasses.replace(cfg, score="energy"), score - 3) == pytest.approx(-2.5)
+
+
+def test_the_table_shows_the_leaderboard_columns_apart_from_meta_oods_own_component_metrics():
+    figures = {"ap": 0.5, "fpr95": 0.25, "siou_gt": 0.4, "ppv": 0.3, "mean_f1": 0.2}
+    results = {"smiyc": {"config": {"track": "obstacle"}, "baseline": figures, "meta": {**figures, "ap": 0.6}},
+               "segment": {"baseline": {"fp": 3, "fn": 1, "components_of_metaood_segments": {"mean_f1": 0.1}}}}
+    blocks = evaluation.results_table(results).split("\n\n")
+    leaderboard = next(b for b in blocks if b.startswith("SegmentMeIfYouCan protocol, obstacle track"))
+    assert [line.split() for line in leaderboard.splitlines()[1:]] == [
+        ["AP", "FPR95", "sIoU", "gt", "PPV", "mean", "F1"], ["baseline", "50.00", "25.00", "40.00", "30.00", "20.00"],
+        ["+", "meta", "classification", "60.00", "25.00", "40.00", "30.00", "20.00"]]
+    own = next(b for b in blocks if b.startswith("component metrics of Meta-OoD's segments (entropy threshold; "
+                                                 "not the leaderboard's protocol)"))
+    assert own.splitlines()[2].split() == ["baseline", "-", "-", "10.00"]
+    assert not any("SegmentMeIfYouCan" in b for b in evaluation.results_table({"segment": results["segment"]})
+                   .split("\n\n"))

@@ -8,9 +8,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
 from src.errors import MetaOodError
-from src.meta_classifier import (MetaClassifierResult, classifier_scores, cross_validation_splitter,
-                                 fp_fn_counts, meta_classifier_result, out_of_fold_probabilities,
-                                 segment_data, uncovered_counts)
+from src.meta_classifier import (MetaClassifierError, MetaClassifierResult, classifier_scores,
+                                 cross_validation_splitter, fit_meta_classifier, fp_fn_counts, meta_classifier_result,
+                                 out_of_fold_probabilities, segment_data, uncovered_counts)
 
 C = 19
 HEAT_KEYS = ["", "_in", "_bd", "_rel", "_rel_in", "_var", "_var_in", "_var_bd", "_var_rel", "_var_rel_in"]
@@ -94,6 +94,30 @@ def test_constant_feature_becomes_zero_and_bad_metrics_are_named():
     del metrics[2]["ndist3"]
     with pytest.raises(ValueError, match=r"image 2 differ in keys from image 0's \(missing \['ndist3'\]"):
         segment_data(metrics)
+
+
+# ---------------------------------------------------------------- fitted on one set, applied to another
+
+def test_a_classifier_fitted_on_one_set_decides_on_another_with_the_training_statistics():
+    """A test split's segments: standardized with the training segments' means and deviations, not their own."""
+    train, test = synthetic_metrics(3, (8, 9, 7)), synthetic_metrics(4, (6, 0, 5))
+    for metrics in test:  # a shift that standardizing by the test set's own statistics would undo
+        metrics["E"] += 1.5
+    classifier = fit_meta_classifier(train)
+    data = segment_data(train)
+    raw_train = np.array([np.concatenate([m[k] for m in train]) for k in data.names]).T
+    mean, std = raw_train.mean(axis=0), raw_train.std(axis=0)
+    model = LogisticRegression(solver="liblinear").fit(data.features, data.iou0)
+    for metrics in (test[0], test[2]):
+        raw = np.array([metrics[k] for k in data.names], np.float64).T
+        expected = model.predict_proba((raw - mean) / (std + 1e-10))[:, 1] > 0.5
+        np.testing.assert_array_equal(classifier.removed(metrics), expected)
+    assert classifier.removed(test[1]).shape == (0,) and 0 < sum(classifier.removed(m).sum() for m in test)
+    with pytest.raises(MetaClassifierError, match="no predicted segment to fit it on"):
+        fit_meta_classifier(synthetic_metrics(5, (0, 0)))
+    del test[0]["E"]
+    with pytest.raises(MetaClassifierError, match="metrics with the features"):
+        classifier.removed(test[0])
 
 
 # ---------------------------------------------------------------- cross-validation

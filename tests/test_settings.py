@@ -22,7 +22,8 @@ def test_the_shipped_defaults_equal_the_reference():
     for name, value in REFERENCE_PARAMS.items():
         assert getattr(cfg, name) == value, name
     assert module.TRAINSETS == ["Cityscapes+COCO"]
-    assert module.VALSETS == ["LostAndFound", "Fishyscapes"]
+    assert module.VALSETS == ["LostAndFound", "Fishyscapes", "RoadAnomaly21", "RoadObstacle21",
+                              "LostAndFound-testNoKnown"]
     assert module.MODELS[:2] == ["DeepLabV3+_WideResNet38", "DualGCNNet_res50"]
     assert (cfg.TRAINSET, cfg.VALSET, cfg.MODEL) == ("Cityscapes+COCO", "LostAndFound",
                                                      "DeepLabV3+_WideResNet38")
@@ -64,6 +65,9 @@ def test_the_shipped_defaults_equal_the_reference():
     ("evaluation", ["-pixel"], "pixel_eval", True),
     ("evaluation", ["-segment"], "segment_eval", True),
     ("evaluation", ["-miou"], "miou", True),
+    ("evaluation", ["-smiyc"], "smiyc_eval", True),
+    ("evaluation", ["--submission"], "submission", True),
+    ("evaluation", ["--roadobstacle21_split", "test"], "roadobstacle21_split", "test"),
     ("evaluation", ["--score", "maxlogit"], "score", "maxlogit"),
     ("evaluation", ["--cv", "kfold"], "cv", "kfold"),
     ("evaluation", ["--folds", "3"], "folds", 3),
@@ -102,9 +106,12 @@ def test_flags_do_not_touch_the_config_module():
     ("meta_classification", ["-threshold", "1"], "-threshold/--entropy_threshold: expected a number in (0, 1)"),
     ("meta_classification", ["-threshold", "0"], "-threshold/--entropy_threshold: expected a number in (0, 1)"),
     ("meta_classification", ["-val", "Cityscapes"], "invalid choice: 'Cityscapes' (choose from "
-                                                    "'LostAndFound', 'Fishyscapes')"),
+                                                    "'LostAndFound', 'Fishyscapes', 'RoadAnomaly21', "
+                                                    "'RoadObstacle21', 'LostAndFound-testNoKnown')"),
     ("meta_classification", ["--segment_workers", "0"], "--segment_workers: expected an integer > 0"),
     ("evaluation", ["--score", "random"], "invalid choice: 'random'"),
+    ("evaluation", ["--submission_name", "a/b"], "--submission_name: expected a folder name of letters, digits "
+                                                 "and . _ + -, got 'a/b'"),
 ])
 def test_invalid_values_exit_2_with_one_line(script, argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -2,7 +2,8 @@
 
 A new data set is a module with a class that has a `spec` (src/dataset/spec.py) and
 `from_config(cfg, split, transform)`, plus its entry in REGISTERED below; its root setting,
--train/-val choice and output folder follow from the spec.
+-train/-val choice and output folder follow from the spec. Data sets read from one download
+(LostAndFound, LostAndFound-testNoKnown) name the same root variable and share its setting.
 """
 from src.dataset.base import DatasetError
 from src.dataset.cityscapes import Cityscapes
@@ -10,10 +11,14 @@ from src.dataset.cityscapes_coco import CityscapesCOCO
 from src.dataset.coco import COCO
 from src.dataset.fishyscapes import Fishyscapes
 from src.dataset.lost_and_found import LostAndFound
+from src.dataset.lost_and_found_no_known import LostAndFoundNoKnown
+from src.dataset.road_anomaly21 import RoadAnomaly21
+from src.dataset.road_obstacle21 import RoadObstacle21
 from src.dataset.spec import DatasetSpec, Split
 from src.dataset.transforms import evaluation_transform, training_transform
 
-REGISTERED = (Cityscapes, COCO, CityscapesCOCO, LostAndFound, Fishyscapes)
+REGISTERED = (Cityscapes, COCO, CityscapesCOCO, LostAndFound, Fishyscapes, RoadAnomaly21, RoadObstacle21,
+              LostAndFoundNoKnown)
 DATASETS = {cls.spec.name: cls for cls in REGISTERED}
 
 
@@ -43,6 +48,16 @@ def build_dataset(name: str, cfg, split=None, transform=None):
     return dataset
 
 
-__all__ = ["DATASETS", "DatasetError", "DatasetSpec", "Split", "build_dataset", "training_sets",
-           "evaluation_sets", "training_transform", "evaluation_transform",
-           "Cityscapes", "COCO", "CityscapesCOCO", "LostAndFound", "Fishyscapes"]
+def require_labels(name: str, cfg) -> None:
+    """A DatasetError if the run's split of data set `name` withholds its labels (a SegmentMeIfYouCan test split)."""
+    spec = DATASETS[name].spec
+    if not spec.split_info(cfg).labelled:
+        raise DatasetError(f"{name} {spec.split_of(cfg)}: its labels are withheld, there is nothing to evaluate "
+                           f"or train a meta classifier on; use the {spec.labelled_split()} split, or write the "
+                           f"benchmark's submission files with evaluation.py --submission")
+
+
+__all__ = ["DATASETS", "DatasetError", "DatasetSpec", "Split", "build_dataset", "require_labels",
+           "training_sets", "evaluation_sets", "training_transform", "evaluation_transform",
+           "Cityscapes", "COCO", "CityscapesCOCO", "LostAndFound", "Fishyscapes", "RoadAnomaly21", "RoadObstacle21",
+           "LostAndFoundNoKnown"]

@@ -133,10 +133,12 @@ class SegmentationDataset(Dataset):
 class CityLayoutDataset(SegmentationDataset):
     """The Cityscapes folder layout: leftImg8bit/<split>/<city>/<name>_leftImg8bit.png with
     <label_folder>/<split>/<city>/<name>_<label_folder>_labelIds.png, mapped to train ids by
-    `lut`, or a pre-generated `..._labelTrainIds.png` beside it, used as it is when present."""
+    `lut`, or a pre-generated `..._labelTrainIds.png` beside it, used as it is when present (unless
+    `train_ids_files` is False: a data set whose train ids are not those of such files)."""
     label_folder: str
     name_pattern = "<name>"
     lut: np.ndarray
+    train_ids_files = True
 
     def __init__(self, root: str, split: str, transform=None):
         what = type(self).__name__
@@ -149,10 +151,11 @@ class CityLayoutDataset(SegmentationDataset):
             city, name = os.path.basename(os.path.dirname(image)), os.path.basename(image)[:-len(IMAGE_SUFFIX)]
             base = os.path.join(root, self.label_folder, split, city, f"{name}_{self.label_folder}")
             train_ids, label_ids = base + TRAIN_IDS_SUFFIX, base + LABEL_IDS_SUFFIX
-            if not (os.path.isfile(train_ids) or os.path.isfile(label_ids)):
-                raise DatasetError(f"label file missing for {image}: expected {label_ids} "
-                                   f"(or {os.path.basename(train_ids)})")
-            targets.append(train_ids if os.path.isfile(train_ids) else label_ids)
+            use_train_ids = self.train_ids_files and os.path.isfile(train_ids)
+            if not (use_train_ids or os.path.isfile(label_ids)):
+                alternative = f" (or {os.path.basename(train_ids)})" if self.train_ids_files else ""
+                raise DatasetError(f"label file missing for {image}: expected {label_ids}{alternative}")
+            targets.append(train_ids if use_train_ids else label_ids)
             self.label_id_files.append(label_ids if os.path.isfile(label_ids) else None)
         self.split = split
         super().__init__(images, targets, transform)

@@ -113,11 +113,12 @@ def frames(folder: str, split: str, cityscapes_root, lostandfound_root) -> tuple
 
 class Fishyscapes(SegmentationDataset):
     """`cityscapes_root` and `lostandfound_root` hold the images of the layout as distributed."""
-    # fs_eval is the reference's folder (of the Static split); frames: the benchmark's validation sets
+    # fs_eval is the reference's folder (of the Static split); frames: the benchmark's validation sets.
+    # The LostAndFound split is SegmentMeIfYouCan's FishyLAF (anomaly track; public labels, no submission).
     spec = DatasetSpec("Fishyscapes", "eval", "FISHYSCAPES_ROOT",
                        f"<split>/{OFFICIAL_PATTERNS['Static']} (Static) or <split>/{OFFICIAL_PATTERNS['LostAndFound']} "
                        f"(LostAndFound), as distributed; or <split>/{PRECONVERTED_PATTERN}",
-                       {"Static": Split("fs_eval", 30), "LostAndFound": Split("fs_laf_eval", 100)}, INFERENCE,
+                       {"Static": Split("fs_eval", 30), "LostAndFound": Split("fs_laf_eval", 100, "anomaly")}, INFERENCE,
                        split_setting="FISHYSCAPES_SPLIT")
     train_id_in = 0
     train_id_out = 1

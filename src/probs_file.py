@@ -25,7 +25,8 @@ class ProbsError(MetaOodError):
 
 
 def write_probs_file(path, probs, gt_train, gt_label, image_path, logits=None):
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    # Through a Python file: a full disk then fails with an OSError (HDF5's own driver raises RuntimeError).
+    with atomic_path(path) as tmp, open(tmp, "w+b") as out, h5py.File(out, "w") as f:
         f.create_dataset("probabilities", data=probs)
         f.create_dataset("gt_train_ids", data=gt_train)
         f.create_dataset("gt_label_ids", data=gt_label)

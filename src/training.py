@@ -182,12 +182,13 @@ def _save(cfg, proc, model, optimizer, epoch, loss, summary):
     if not proc.is_main:
         return
     path = paths.checkpoint_path(cfg, epoch)
-    with atomic_path(path) as tmp:
+    # Through a Python file: a full disk then fails with an OSError (torch's own writer says "unexpected pos").
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save({"epoch": epoch,
                     "state_dict": checkpoint_state_dict(model, cfg.MODEL),
                     "optimizer_state_dict": optimizer.state_dict(),
                     "loss": loss,
-                    "config": dataclasses.asdict(cfg)}, tmp)
+                    "config": dataclasses.asdict(cfg)}, f)
     summary.checkpoints_written.append(path)
     logger.info("saved %s (epoch %d, mean loss %.6f)", path, epoch, loss)
 

@@ -11,13 +11,14 @@ import sys
 from src.errors import run_main
 from src.run_log import recorded_run
 from src.settings import parse_run_config
-from src.training import train
+from src.training import leave_process_group, train
 
 
 def main(argv=None):
     cfg = parse_run_config("ood_training", argv)
     with recorded_run(cfg, "ood_training"):
         train(cfg)
+    leave_process_group()
 
 
 if __name__ == "__main__":

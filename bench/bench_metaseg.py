@@ -122,7 +122,7 @@ def main():
 
         for workers in sorted({1, args.workers}):
             per_image = search_seconds_per_image(data, folder, args.images, workers)
-            print(f"segment search (read hdf5, entropy mask, both calls, 4 pickles): "
+            print(f"segment search (read hdf5, entropy mask, both calls, 4 .npz files): "
                   f"{per_image:.3f} s per image over {args.images} images, {workers} worker(s)")
             figures.append(figure(f"segment search, {workers} worker{'s' * (workers > 1)}", per_image, "s"))
     if args.json:

@@ -19,8 +19,8 @@ import os
 import numpy as np
 
 from src import paths
-from src.run_log import progress
-from src.atomic import atomic_path, read_json, read_pickle, write_csv, write_json
+from src.atomic import (atomic_path, read_json, read_npz, remove_stale_temporaries, unusable, write_csv, write_json,
+                        write_npz)
 from src.component_metrics import ComponentAccumulator
 from src.dataset import DATASETS, build_dataset
 from src.formatting import percent
@@ -32,6 +32,8 @@ from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_score
 from src.plots import plot_image_panel, plot_roc_pr, plot_score_histograms
 from src.scores import SCORE_RANGES, SCORES, score_map
 from src.probs_file import read_probs
+from src.run_log import progress
+from src.segment_files import read_components
 from src.segment_search import probs_indices, run_segment_search
 
 logger = logging.getLogger(__name__)
@@ -77,12 +79,31 @@ def _score_and(cfg, path, *names):
 
 # ---------------------------------------------------------------- pixel level
 
+HISTOGRAM_ARRAYS = ("edges", "in", "out")  # saved as <protocol>_<array>
+HISTOGRAMS = "score histograms (for paper and exact: float64 edges (n + 1,), int64 counts in and out (n,))"
+HISTOGRAMS_RERUN = "evaluation.py -pixel (with the same settings)"
+
+
+def _read_histograms(path):
+    """{protocol: (edges, counts_in, counts_out)} as score_histograms saved them at `path`, checked."""
+    arrays = read_npz(path, HISTOGRAMS, HISTOGRAMS_RERUN)
+    names = [f"{p}_{k}" for p in PROTOCOLS for k in HISTOGRAM_ARRAYS]
+    if sorted(arrays) != sorted(names):
+        raise unusable(path, f"arrays {', '.join(arrays) or 'none'}", HISTOGRAMS, HISTOGRAMS_RERUN)
+    histograms = {p: tuple(arrays[f"{p}_{k}"] for k in HISTOGRAM_ARRAYS) for p in PROTOCOLS}
+    for protocol, (edges, *counts) in histograms.items():
+        if not (edges.dtype == np.float64 and all(c.dtype == np.int64 for c in counts)
+                and edges.ndim == 1 and all(c.shape == (edges.size - 1,) for c in counts)):
+            found = ", ".join(f"{a.dtype} {a.shape}" for a in (edges, *counts))
+            raise unusable(path, f"{protocol} edges, counts in and out {found}", HISTOGRAMS, HISTOGRAMS_RERUN)
+    return histograms
+
+
 def score_histograms(cfg, epoch):
     """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached)."""
     path = paths.histograms_file(cfg, epoch)
     if os.path.exists(path):
-        with np.load(path) as saved:
-            return {p: tuple(saved[f"{p}_{k}"] for k in ("edges", "in", "out")) for p in PROTOCOLS}
+        return _read_histograms(path)
     write_probs(cfg, epoch)
     value_range = SCORE_RANGES[cfg.score]
     histograms = {"paper": ScoreHistogram(PAPER_BINS, value_range) if value_range else None,
@@ -96,9 +117,7 @@ def score_histograms(cfg, epoch):
     # The paper protocol is defined on 100 bins of a bounded score; an unbounded one gets the fine grid.
     histograms["paper"] = histograms["paper"] or histograms["exact"]
     result = {p: (h.edges, h.counts_in, h.counts_out) for p, h in histograms.items()}
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **{f"{p}_{k}": a for p, arrays in result.items()
-                         for k, a in zip(("edges", "in", "out"), arrays)})
+    write_npz(path, {f"{p}_{k}": a for p, arrays in result.items() for k, a in zip(HISTOGRAM_ARRAYS, arrays)})
     return result
 
 
@@ -140,8 +159,8 @@ def _per_image_evaluation(cfg, epoch, saved):
     before, after, rows = ComponentAccumulator(), ComponentAccumulator(), []
     images = list(zip(saved["image_ids"], result.kept_per_image(), iou0_per_image))
     for i, kept, iou0 in progress(images, desc="component metrics", unit="image"):
-        components = read_pickle(paths.components_file(cfg, epoch, i))
-        gt_components = read_pickle(paths.components_file(cfg, epoch, i, gt=True))
+        components = read_components(paths.components_file(cfg, epoch, i))
+        gt_components = read_components(paths.components_file(cfg, epoch, i, gt=True))
         gt_train, image_path = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids", "image_path"))
         labels = np.abs(components)
         predicted = labels > 0
@@ -200,7 +219,7 @@ def _draw_panels(cfg, epoch, removed):
         score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
                                                  "image_path")
         plot_image_panel(paths.panel_file(cfg, epoch, i), dataset.read_image(i), gt_train, dataset.train_id_in,
-                         dataset.train_id_out, score, read_pickle(paths.components_file(cfg, epoch, i)), removed[i],
+                         dataset.train_id_out, score, read_components(paths.components_file(cfg, epoch, i)), removed[i],
                          f"{os.path.basename(image_path)} ({cfg.VALSET} image {i}), "
                          f"{paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
@@ -212,7 +231,8 @@ def miou_of_epoch(cfg, epoch):
     """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached)."""
     path = paths.miou_file(cfg, epoch)
     if os.path.exists(path):
-        return read_json(path)
+        return read_json(path, "an mIoU result", "evaluation.py -miou (with the same settings)",
+                         ("miou", "class_iou"))
     dataset = build_dataset("Cityscapes", cfg, split="val")
     device = default_device()
     model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
@@ -284,12 +304,21 @@ def results_table(results):
     return "\n\n".join("\n".join(block) for block in blocks if block)
 
 
+def _written_folders(cfg):
+    """The folders the evaluation writes to itself (the stages it runs first clean up their own)."""
+    panels = [os.path.dirname(paths.panel_file(cfg, epoch, 0)) for epoch in sorted({0, cfg.val_epoch})]
+    return [paths.results_dir(cfg), paths.plots_dir(cfg), os.path.dirname(paths.miou_file(cfg, 0)), *panels]
+
+
 def evaluate(cfg, pixel=True, segment=True, miou=False):
     """Runs the chosen evaluations and saves their numbers with this run's configuration; the
     sections of the other evaluations stay as an earlier run saved them (so `-miou` after
     `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
+    for folder in _written_folders(cfg):
+        remove_stale_temporaries(folder)
     path = paths.evaluation_file(cfg)
-    results = read_json(path) if os.path.exists(path) else {}
+    results = (read_json(path, "evaluation results", "evaluation.py (with the same settings)")
+               if os.path.exists(path) else {})
     results["config"] = dataclasses.asdict(cfg)
     if pixel:
         results["pixel"] = pixel_evaluation(cfg)

@@ -1,10 +1,11 @@
 """False-positive removal stage of meta classification (docs/METHOD.md §5), on the segment search's files.
 
-Reads every image's metrics and components pickles, runs the cross-validated meta classifier
+Reads every image's metrics and components maps, runs the cross-validated meta classifier
 and saves its scores, FP/FN counts and per-segment decisions as one JSON file
 (`paths.meta_classifier_file`). An existing result is read back instead of recomputed, unless
 the probs files are now of other images.
 """
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -12,18 +13,23 @@ from collections.abc import Sequence
 import numpy as np
 
 from src import paths
-from src.atomic import read_json, read_pickle, write_json
+from src.atomic import read_json, remove_stale_temporaries, write_json
 from src.errors import MetaOodError
 from src.formatting import percent
 from src.run_log import progress
 from src.meta_classifier import MetaClassifierResult, meta_classifier_result
+from src.segment_files import read_components, read_metrics
 from src.segment_search import output_files, probs_indices
 
 logger = logging.getLogger(__name__)
 
 
-class _Pickles(Sequence):
-    """The pickles at `files`, read on access: components maps of a whole data set would not fit."""
+RERUN = "meta_classification.py -removal (with the same settings)"
+SAVED_KEYS = ("image_ids", *(f.name for f in dataclasses.fields(MetaClassifierResult)))
+
+
+class _ComponentsMaps(Sequence):
+    """The components maps at `files`, read on access: those of a whole data set would not fit."""
 
     def __init__(self, files):
         self.files = files
@@ -32,7 +38,7 @@ class _Pickles(Sequence):
         return len(self.files)
 
     def __getitem__(self, k):
-        return read_pickle(self.files[k])
+        return read_components(self.files[k])
 
 
 def segment_search_files(cfg, epoch, indices):
@@ -49,7 +55,7 @@ def _saved_result(path, indices):
     """The result saved at `path` if it is of the images `indices` (None if absent or of other images)."""
     if not os.path.exists(path):
         return None
-    saved = read_json(path)
+    saved = read_json(path, "a meta classifier result", RERUN, SAVED_KEYS)
     if saved["image_ids"] != indices:
         logger.info("meta classifier result %s is of other images (%d) than the probs files now (%d): "
                     "computing it again", path, len(saved["image_ids"]), len(indices))
@@ -62,14 +68,15 @@ def remove_false_positives(cfg, epoch) -> dict:
     """The meta classifier's result for (cfg, epoch) as saved: MetaClassifierResult fields plus
     `image_ids`, the probs-file index of each position of `image_index`."""
     path = paths.meta_classifier_file(cfg, epoch)
+    remove_stale_temporaries(os.path.dirname(path))
     indices = probs_indices(cfg, epoch)
     saved = _saved_result(path, indices)
     if saved is not None:
         return saved
     files = segment_search_files(cfg, epoch, indices)
-    metrics = [read_pickle(group[0]) for group in progress(files, desc="segment metrics", unit="image")]
-    components = _Pickles([group[1] for group in files])
-    gt_components = _Pickles([group[3] for group in files])
+    metrics = [read_metrics(group[0]) for group in progress(files, desc="segment metrics", unit="image")]
+    components = _ComponentsMaps([group[1] for group in files])
+    gt_components = _ComponentsMaps([group[3] for group in files])
     result = meta_classifier_result(metrics, components, gt_components, cv=cfg.cv, folds=cfg.folds,
                                     seed=cfg.seed, n_jobs=cfg.segment_workers, image_ids=indices)
     saved = {"image_ids": indices, **result.to_dict()}

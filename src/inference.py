@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src import paths
+from src.atomic import remove_stale_temporaries
 from src.run_log import progress
 from src.dataset import build_dataset
 from src.errors import MetaOodError
@@ -94,6 +95,7 @@ def network_at_epoch(cfg: RunConfig, epoch: int, num_classes: int, device):
 
 def write_probs(cfg: RunConfig, epoch: int) -> int:
     """Writes the probs files of every image of cfg.VALSET still missing; returns how many."""
+    remove_stale_temporaries(paths.probs_dir(cfg, epoch))
     dataset = build_dataset(cfg.VALSET, cfg)
     pending = [i for i in range(len(dataset)) if not os.path.exists(paths.probs_file(cfg, epoch, i))]
     logger.info("%s: %d of %d images to run through the network (%s)", cfg.VALSET, len(pending),

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 from typing import NamedTuple, Optional
 
+import joblib
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
@@ -19,6 +20,7 @@ from sklearn.model_selection import KFold, LeaveOneGroupOut, LeaveOneOut
 
 from src.errors import MetaOodError
 from src.run_log import progress
+from src.workers import ending_with_this_process
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +141,12 @@ def out_of_fold_probabilities(data, cv="loo", folds=5, seed=0, n_jobs=1):
     logger.info("meta classifier: %d segments in %d images, cv %s (%d fits, %s jobs)", len(data.iou0),
                 len(np.unique(data.image_index)), cv, len(splits), n_jobs)
     # one fit per fold, as sklearn's cross_val_predict does, but yielded in order for the progress bar
-    fits = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fold_probability)(data.features, data.iou0, train, test) for train, test in splits)
-    probability = np.zeros(len(data.iou0))
-    for test, fold_probability in progress(fits, total=len(splits), desc="meta classifier fits", unit="fit"):
-        probability[test] = fold_probability
+    with joblib.parallel_config(backend="loky", **ending_with_this_process()):
+        fits = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_fold_probability)(data.features, data.iou0, train, test) for train, test in splits)
+        probability = np.zeros(len(data.iou0))
+        for test, fold_probability in progress(fits, total=len(splits), desc="meta classifier fits", unit="fit"):
+            probability[test] = fold_probability
     return probability
 
 

@@ -69,12 +69,12 @@ def metaseg_subdir(cfg: RunConfig, epoch: int) -> str:
 
 def metrics_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False) -> str:
     sub = metaseg_subdir(cfg, epoch) + ("_gt" if gt else "")
-    return os.path.join(metaseg_dir(cfg), "metrics", sub, f"{index:04d}.p")
+    return os.path.join(metaseg_dir(cfg), "metrics", sub, f"{index:04d}.npz")
 
 
 def components_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False) -> str:
     sub = metaseg_subdir(cfg, epoch) + ("_gt" if gt else "")
-    return os.path.join(metaseg_dir(cfg), "components", sub, f"{index:04d}.p")
+    return os.path.join(metaseg_dir(cfg), "components", sub, f"{index:04d}.npz")
 
 
 def meta_classifier_name(cfg: RunConfig, epoch: int) -> str:

@@ -2,9 +2,10 @@
 
 For each probs file of an evaluation run it writes, atomically, the metrics and the
 components map of the predicted OoD segments and of the ground-truth OoD segments
-(`paths.metrics_file` / `paths.components_file`, plain pickles of a dict of 1-D numpy
-arrays and of an int32 (H, W) array). Images whose four outputs exist are skipped, so an
-interrupted search resumes where it stopped.
+(`paths.metrics_file` / `paths.components_file`, .npz files: see src/segment_files.py).
+Images whose four outputs exist are skipped, so an interrupted search resumes where it
+stopped; the workers of a parallel search end with the process that started them, also
+when it is killed.
 """
 import logging
 import multiprocessing
@@ -12,13 +13,14 @@ import os
 import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-
 from src import paths
-from src.run_log import progress
-from src.atomic import write_pickle
+from src.atomic import remove_stale_temporaries
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.probs_file import ProbsError, read_probs
+from src.run_log import progress
 from src.scores import entropy_mask
+from src.segment_files import write_components, write_metrics
+from src.workers import ending_with_this_process
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,9 @@ def output_files(cfg, epoch, index):
     """Metrics and components of predicted segments, then of ground-truth segments."""
     return [paths.metrics_file(cfg, epoch, index), paths.components_file(cfg, epoch, index),
             paths.metrics_file(cfg, epoch, index, gt=True), paths.components_file(cfg, epoch, index, gt=True)]
+
+
+_WRITERS = (write_metrics, write_components) * 2  # in the order of output_files
 
 
 def segment_metrics(probs, gt_train, gt_label, threshold, ood_index):
@@ -43,8 +48,8 @@ def search_image(cfg, epoch, index, ood_index):
     """Writes the four outputs of image `index`."""
     probs, gt_train, gt_label = read_probs(paths.probs_file(cfg, epoch, index), SEARCH_DATASETS)
     results = segment_metrics(probs, gt_train, gt_label, cfg.entropy_threshold, ood_index)
-    for path, result in zip(output_files(cfg, epoch, index), results):
-        write_pickle(path, result)
+    for write, path, result in zip(_WRITERS, output_files(cfg, epoch, index), results):
+        write(path, result)
 
 
 def probs_indices(cfg, epoch):
@@ -66,7 +71,7 @@ def _searched(cfg, epoch, indices, ood_index):
         return
     # forkserver: workers never inherit the threads (torch, BLAS) of the calling process
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(cfg.segment_workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(cfg.segment_workers, mp_context=context, **ending_with_this_process()) as pool:
         futures = [pool.submit(search_image, cfg, epoch, index, ood_index) for index in indices]
         try:
             for future in as_completed(futures):
@@ -85,6 +90,8 @@ def run_segment_search(cfg, epoch, ood_index):
     """
     if cfg.segment_workers < 1:
         raise ValueError(f"segment_workers (--segment_workers) must be >= 1, got {cfg.segment_workers}")
+    for path in output_files(cfg, epoch, 0):  # one in each folder the search writes
+        remove_stale_temporaries(os.path.dirname(path))
     indices = probs_indices(cfg, epoch)
     pending = [i for i in indices if not all(os.path.exists(f) for f in output_files(cfg, epoch, i))]
     logger.info("segment search: %d of %d images from %s still to do, %d worker(s), entropy threshold %s",

@@ -20,8 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from src import paths
+from src.atomic import atomic_path, read_json_lines, remove_stale_temporaries, write_json_lines
 from src.run_log import progress
-from src.atomic import atomic_path, read_json_lines, write_json_lines
 from src.errors import MetaOodError
 from src.dataset import DATASETS, build_dataset, training_transform
 from src.dataset.base import image_size
@@ -78,6 +78,14 @@ def _start_process() -> _Process:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return _Process(dist.get_rank(), world_size, device)
+
+
+def leave_process_group() -> None:
+    """Under torchrun: waits for every process, then leaves the group (a process that exits while
+    gloo's threads still run is aborted by the C++ runtime)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
@@ -194,7 +202,9 @@ def _save(cfg, proc, model, optimizer, epoch, loss, summary):
     if not proc.is_main:
         return
     path = paths.checkpoint_path(cfg, epoch)
-    # Through a Python file: a full disk then fails with an OSError (torch's own writer says "unexpected pos").
+    # Into an open file: given a path, torch.save names the archive's records after the file, here
+    # the random temporary name; given a file object, always `archive`, so the same run gives the same bytes.
+    # A full disk then also fails with the OSError of Python's write (torch's own writer says "unexpected pos").
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save({"epoch": epoch,
                     "state_dict": checkpoint_state_dict(model, cfg.MODEL),
@@ -210,7 +220,8 @@ def _record_losses(cfg, epoch, iteration_losses, mean_loss):
     iteration (of the first process) and one with the epoch's mean over all processes. Lines of
     this or later epochs from an earlier run that was stopped or restarted are replaced."""
     path = paths.loss_record_file(cfg)
-    kept = [line for line in read_json_lines(path) if line["epoch"] < epoch] if os.path.exists(path) else []
+    earlier = read_json_lines(path, "training losses", "ood_training.py") if os.path.exists(path) else []
+    kept = [line for line in earlier if line.get("epoch", epoch) < epoch]
     new = [{"epoch": epoch, "iteration": k + 1, "loss": value} for k, value in enumerate(iteration_losses)]
     write_json_lines(path, kept + new + [{"epoch": epoch, "mean_loss": mean_loss, "iterations": len(new)}])
 
@@ -258,7 +269,7 @@ def train(cfg: RunConfig) -> TrainSummary:
     start, saved = _resume_point(cfg)
     end = cfg.training_starting_epoch + cfg.num_training_epochs
     if proc.is_main:
-        logger.info("configuration: %s", dataclasses.asdict(cfg))
+        remove_stale_temporaries(paths.weights_dir(cfg))
         if start == end:
             logger.info("nothing to train: epoch %d, the last of this run, is done", end)
         elif start > cfg.training_starting_epoch:

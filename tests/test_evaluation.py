@@ -1,15 +1,18 @@
 """The evaluation stages' own logic on small files written here: probs reading, names, results."""
 import dataclasses
+import json
+import os
 
 import h5py
 import numpy as np
 import pytest
 
 from src import evaluation, paths
-from src.atomic import read_json
+from src.atomic import read_json, write_npz
 from src.errors import MetaOodError
 from src.scores import energy_score, normalized_entropy
 from src.settings import default_config
+from tests.test_atomic import killed_while_writing
 
 
 @pytest.fixture
@@ -79,7 +82,68 @@ def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch)
     results = evaluation.evaluate(dataclasses.replace(cfg, bins=50), pixel=False, segment=True, miou=True)
     assert results["pixel"] == pixel and results["miou"] == {"baseline": {"miou": 0.7}}
     assert results["segment"] == {"baseline": {"fp": 2, "fn": 0}} and results["config"]["bins"] == 50
-    assert read_json(paths.evaluation_file(cfg)) == results
+    assert read_json(paths.evaluation_file(cfg), "evaluation results", "evaluation.py") == results
     with open(paths.table_file(cfg)) as f:
         baseline_row = next(line for line in f if line.startswith("baseline"))
     assert baseline_row.split()[1:] == ["90.00", "20.00", "50.00", "2", "0", "-", "70.00"]
+
+
+def _damaged(path, content=b'{"trunc'):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(content)
+    return path
+
+
+def _one_line_error(call, path, rerun):
+    with pytest.raises(MetaOodError) as info:
+        call()
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and message.endswith(f"Delete it and run {rerun} again")
+    assert "\n" not in message
+
+
+def test_damaged_saved_histograms_are_a_one_line_error(cfg):
+    path = _damaged(paths.histograms_file(cfg, 0))
+    _one_line_error(lambda: evaluation.score_histograms(cfg, 0), path, "evaluation.py -pixel (with the same settings)")
+    edges, counts = np.linspace(0, 1, 11), np.zeros(10, np.int64)
+    write_npz(path, {"paper_edges": edges, "paper_in": counts, "paper_out": counts})
+    _one_line_error(lambda: evaluation.score_histograms(cfg, 0), path, "evaluation.py -pixel (with the same settings)")
+    write_npz(path, {f"{p}_{k}": a for p in ("paper", "exact") for k, a in
+                     (("edges", edges), ("in", counts), ("out", counts[:-1]))})
+    with pytest.raises(MetaOodError, match=r"paper edges, counts in and out float64 \(11,\), int64 \(10,\), "
+                                           r"int64 \(9,\); expected score histograms"):
+        evaluation.score_histograms(cfg, 0)
+
+
+def test_saved_histograms_are_read_back(cfg):
+    edges, counts_in, counts_out = np.linspace(0, 1, 11), np.arange(10), np.arange(10)[::-1].copy()
+    write_npz(paths.histograms_file(cfg, 0), {f"{p}_{k}": a for p in ("paper", "exact") for k, a in
+                                                    (("edges", edges), ("in", counts_in), ("out", counts_out))})
+    for edges_got, in_got, out_got in evaluation.score_histograms(cfg, 0).values():
+        np.testing.assert_array_equal(edges_got, edges)
+        np.testing.assert_array_equal(in_got, counts_in)
+        np.testing.assert_array_equal(out_got, counts_out)
+
+
+def test_a_damaged_miou_file_is_a_one_line_error(cfg):
+    path = _damaged(paths.miou_file(cfg, 0), b'{"class_iou": []}')
+    _one_line_error(lambda: evaluation.miou_of_epoch(cfg, 0), path, "evaluation.py -miou (with the same settings)")
+
+
+def test_a_damaged_results_file_is_a_one_line_error(cfg, monkeypatch):
+    monkeypatch.setattr(evaluation, "pixel_evaluation", lambda cfg: pytest.fail("evaluated before reading"))
+    path = _damaged(paths.evaluation_file(cfg), b"\x80\x04 a pickle")
+    _one_line_error(lambda: evaluation.evaluate(cfg), path, "evaluation.py (with the same settings)")
+
+
+def test_evaluation_removes_what_a_killed_evaluation_left(cfg, monkeypatch):
+    cfg = dataclasses.replace(cfg, val_epoch=1)
+    for name in ("pixel_evaluation", "segment_evaluation", "miou_evaluation"):
+        monkeypatch.setattr(evaluation, name, lambda cfg: {})
+    written = [paths.evaluation_file(cfg), paths.histograms_file(cfg, 1), paths.miou_file(cfg, 0),
+               paths.summary_plot_file(cfg, "roc_pr"), paths.panel_file(cfg, 0, 2),
+               paths.panel_file(cfg, 1, 0)]
+    left = [killed_while_writing(path) for path in written]
+    evaluation.evaluate(cfg, miou=True)
+    assert not any(os.path.exists(path) for path in left)

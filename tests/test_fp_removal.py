@@ -1,15 +1,17 @@
 """The false-positive removal stage on a small segment search: its saved result."""
 import dataclasses
+import json
 import os
 
 import pytest
 
 from src import paths
-from src.atomic import read_json, read_pickle, write_pickle
 from src.errors import MetaOodError
 from src.fp_removal import remove_false_positives, removed_segments
+from src.segment_files import read_metrics, write_metrics
 from src.segment_search import run_segment_search
 from src.settings import default_config
+from tests.test_atomic import killed_while_writing
 from tests.test_segment_search import EPOCH, N_IMAGES, OOD_INDEX, write_probs_files
 
 
@@ -30,15 +32,47 @@ def test_saved_result_is_reused_only_for_the_same_images(searched):
     assert remove_false_positives(searched, EPOCH) == first and os.stat(path).st_mtime_ns == mtime
     os.remove(paths.probs_file(searched, EPOCH, 1))  # the image set changed
     again = remove_false_positives(searched, EPOCH)
-    assert again["image_ids"] == [0, 2] == read_json(path)["image_ids"]
+    with open(path) as f:
+        assert again["image_ids"] == [0, 2] == json.load(f)["image_ids"]
     assert set(removed_segments(again)) == {0, 2}
 
 
 def test_inconsistent_metrics_are_named_by_their_probs_id(searched):
     os.remove(paths.probs_file(searched, EPOCH, 0))
     path = paths.metrics_file(searched, EPOCH, 2)
-    metrics = read_pickle(path)
-    del metrics["S_in"]
-    write_pickle(path, metrics)
-    with pytest.raises(MetaOodError, match="metrics of image 2 differ in keys from image 1's"):
+    metrics = read_metrics(path)
+    del metrics["cprob3"]
+    write_metrics(path, metrics)
+    with pytest.raises(MetaOodError, match=r"metrics of image 2 differ in keys from image 1's \(missing \['cprob3'\]"):
         remove_false_positives(searched, EPOCH)
+
+
+@pytest.mark.parametrize("content", ['{"image_ids": [0, 1', '{"image_ids": [0, 1, 2]}', "[]"])
+def test_a_damaged_saved_result_is_a_one_line_error(searched, content):
+    remove_false_positives(searched, EPOCH)
+    path = paths.meta_classifier_file(searched, EPOCH)
+    with open(path, "w") as f:
+        f.write(content)
+    with pytest.raises(MetaOodError) as info:
+        remove_false_positives(searched, EPOCH)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert message.endswith("expected a meta classifier result (a JSON object). Delete it and run "
+                            "meta_classification.py -removal (with the same settings) again")
+
+
+def test_a_damaged_metrics_file_names_the_segment_search(searched):
+    path = paths.metrics_file(searched, EPOCH, 1)
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    rerun = r"run meta_classification.py -segment \(with the same settings\) again$"
+    with pytest.raises(MetaOodError, match=rerun) as info:
+        remove_false_positives(searched, EPOCH)
+    assert str(info.value).startswith(f"{path}: not a readable .npz file")
+
+
+def test_the_removal_removes_what_a_killed_removal_left(searched):
+    path = paths.meta_classifier_file(searched, EPOCH)
+    left = killed_while_writing(path)
+    remove_false_positives(searched, EPOCH)
+    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)] and not os.path.exists(left)

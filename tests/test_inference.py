@@ -19,6 +19,7 @@ from src.inference import InferenceError, write_probs
 from src.model import build_network
 from src.settings import default_config, parse_run_config
 from tests.fixtures_data import TINY, fishyscapes_official_image
+from tests.test_atomic import killed_while_writing
 
 MODEL = "DeepLabV3+_MobileNetV3"
 
@@ -149,3 +150,8 @@ def test_meta_classification_on_fishyscapes_as_distributed(cfg, demo_official, s
     assert len(drawn) == len(images)
     for i, image in enumerate(images):
         np.testing.assert_array_equal(drawn[paths.panel_file(run, 0, i)], image)
+
+def test_writing_removes_what_a_killed_run_left(cfg):
+    left = killed_while_writing(paths.probs_file(cfg, 0, 1))
+    n = write_probs(cfg, 0)
+    assert _probs_files(cfg) == sorted(f"probs{i}.hdf5" for i in range(n)) and not os.path.exists(left)

@@ -1,9 +1,10 @@
 """The user workflow end to end: the demo at tiny sizes through the three scripts, every output
-of every stage, and an interrupted demo that finishes with the same table."""
+of every stage, an interrupted demo that finishes with the same table, and killed steps that
+finish with the same files."""
 import csv
+import hashlib
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -15,6 +16,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from src.segment_files import read_components, read_metrics
+from tests.process_testing import group_processes, killed
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "DeepLabV3+_MobileNetV3"
@@ -61,12 +65,10 @@ def test_every_stage_writes_outputs_that_parse(demo_run):
             for probs in _files(io / folder / "probs" / pattern, "probs*.hdf5"):
                 with h5py.File(probs) as f:
                     assert f["probabilities"].shape[0] == 19
-            for kind in ("metrics", "components"):
+            for kind, read in (("metrics", read_metrics), ("components", read_components)):
                 for sub in (f"{pattern}_t0.7", f"{pattern}_t0.7_gt"):
-                    for p in _files(io / folder / "metaseg_io" / kind / sub, "*.p"):
-                        with open(p, "rb") as f:
-                            content = pickle.load(f)
-                        assert isinstance(content, dict if kind == "metrics" else np.ndarray)
+                    for p in _files(io / folder / "metaseg_io" / kind / sub, "*.npz"):
+                        read(p)  # checks keys, dtypes and shapes
             result = json.loads((io / folder / "metaseg_io" / "meta_classifier" / f"{pattern}_t0.7_loo.json").read_text())
             assert {"fp_before", "fn_before", "fp_after", "fn_after", "removed", "image_ids"} <= set(result)
             with np.load(_files(io / folder / "results", f"histograms_{pattern}_entropy_*.npz")[0]) as h:
@@ -126,6 +128,13 @@ def test_every_run_leaves_its_log_the_losses_and_a_per_image_table(demo_run):
                 assert int(row["in_pixels"]) + int(row["ood_pixels"]) + int(row["void_pixels"]) <= pixels
                 assert int(row["predicted_ood_pixels"]) <= pixels
 
+def test_no_output_is_a_pickle(demo_run):
+    """Pickles run code when loaded: none is written (protocol 2 and later start with 0x80)."""
+    root, _ = demo_run
+    outputs = [p for p in (root / "io").rglob("*") if p.is_file()]
+    assert len(outputs) > 100
+    assert [p for p in outputs if p.read_bytes()[:1] == b"\x80"] == []
+
 
 def _interrupt_when(root, path, armed_by=None):
     """Starts the demo and stops it (Ctrl-C) as soon as `path` (relative to root) exists.
@@ -150,9 +159,94 @@ def test_an_interrupted_demo_finishes_with_the_same_table(demo_run, tmp_path):
     _interrupt_when(tmp_path, f"io/meta_ood_{MODEL}/weights/{MODEL}_epoch_1_alpha_0.0.pth")
     assert not list(tmp_path.glob(f"io/meta_ood_{MODEL}/weights/*alpha_0.9.pth"))
     laf = f"io/meta_ood_{MODEL}/laf_eval"
-    _interrupt_when(tmp_path, f"{laf}/metaseg_io/metrics/baseline_t0.7/0000.p",
+    _interrupt_when(tmp_path, f"{laf}/metaseg_io/metrics/baseline_t0.7/0000.npz",
                     armed_by=f"{laf}/probs/baseline/probs11.hdf5")
     assert not list(tmp_path.glob(f"{laf}/metaseg_io/meta_classifier/*"))
     done = _demo(tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _tables(done.stdout) == _tables(stdout).replace(str(demo_run[0]), str(tmp_path))
+
+
+# ---------------------------------------------------------------- killed steps
+# Each test deletes the outputs of one step of the demo, kills the step (SIGKILL: none of its
+# clean-up runs) at a point the file system shows, and runs the same command again: it must
+# leave the uninterrupted demo's outputs, byte for byte, and no temporary file; no process of
+# the killed step may stay (workers killed while they still import the script's modules end
+# when they are done with it: seconds on a busy machine). The tests change and restore the
+# demo's outputs, so they come last.
+GONE_WITHIN = 30
+
+
+def _command(stdout, script, *flags):
+    """The demo's command (as it printed it) that runs `script` with the (flag, value) pairs `flags`."""
+    commands = [line[2:].split() for line in stdout.splitlines() if line.startswith("$ ")]
+    (found,) = [c for c in commands if c[0] == script and all(
+        any(pair == flag for pair in zip(c, c[1:])) for flag in flags)]
+    return found
+
+
+def _removed(root, patterns):
+    """Deletes the files matching the glob `patterns` below root; returns their sha256 by path."""
+    files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
+    assert files, f"nothing matches {patterns}"
+    digests = _digests(root, files)
+    for path in files:
+        path.unlink()
+    return digests
+
+
+def _digests(root, files):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _run_again(root, command, expected):
+    done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert _digests(root, [root / path for path in expected]) == expected
+    assert list(root.rglob(".tmp-*")) == []
+
+
+def test_a_killed_training_continues_to_the_same_checkpoints(demo_run):
+    root, stdout = demo_run
+    weights = root / "io" / f"meta_ood_{MODEL}" / "weights"
+    command = _command(stdout, "ood_training.py", ("-alpha", "0.0"))  # the baseline: 2 epochs
+    expected = _removed(root, [f"io/meta_ood_{MODEL}/weights/*_alpha_0.0.pth"])
+    # while the first checkpoint is saved (its temporary file exists), or just after
+    killed(command, lambda pid: any(p.name.startswith(".tmp-") or "_epoch_1_" in p.name for p in weights.iterdir()),
+           GONE_WITHIN)
+    assert not (weights / f"{MODEL}_epoch_2_alpha_0.0.pth").exists()
+    _run_again(root, command, expected)
+
+
+def test_a_killed_probs_writing_continues_to_the_same_files(demo_run):
+    root, stdout = demo_run
+    laf = f"io/meta_ood_{MODEL}/laf_eval"
+    command = _command(stdout, "meta_classification.py", ("-val", "LostAndFound"), ("-epoch", "0"))
+    expected = _removed(root, [f"{laf}/probs/baseline/*", f"{laf}/metaseg_io/*/baseline_t0.7*/*",
+                               f"{laf}/metaseg_io/meta_classifier/baseline_t0.7_*.json"])
+    probs = root / laf / "probs" / "baseline"
+    killed(command, lambda pid: probs.is_dir() and any(probs.iterdir()), GONE_WITHIN)  # the first is being written
+    assert len(list(probs.glob("probs*.hdf5"))) < 12
+    _run_again(root, command, expected)
+
+
+def test_a_killed_segment_search_continues_to_the_same_files(demo_run):
+    root, stdout = demo_run
+    laf = f"io/meta_ood_{MODEL}/laf_eval"
+    command = _command(stdout, "meta_classification.py", ("-val", "LostAndFound"), ("-epoch", "1"))
+    command[command.index("--segment_workers") + 1] = "2"  # the demo searches in-process
+    expected = _removed(root, [f"{laf}/metaseg_io/*/epoch_1_alpha_0.9_t0.7*/*",
+                               f"{laf}/metaseg_io/meta_classifier/epoch_1_alpha_0.9_t0.7_*.json"])
+    metrics = root / laf / "metaseg_io" / "metrics" / "epoch_1_alpha_0.9_t0.7"
+    # once the workers search (or, if the 12 images are done already, during the meta classifier's fits)
+    killed(command, lambda pid: metrics.is_dir() and any(metrics.iterdir()), GONE_WITHIN)
+    _run_again(root, command, expected)
+
+
+def test_a_killed_evaluation_continues_to_the_same_pictures_and_numbers(demo_run):
+    root, stdout = demo_run
+    plots = root / "io" / "plots" / f"{MODEL}_laf_eval"
+    command = _command(stdout, "evaluation.py", ("-val", "LostAndFound"))
+    expected = _removed(root, [f"io/plots/{MODEL}_laf_eval/**/*.png", f"io/meta_ood_{MODEL}/laf_eval/results/*"])
+    killed(command, lambda pid: any(plots.rglob(".tmp-*.png")), GONE_WITHIN)  # while a picture is being written
+    _run_again(root, command, expected)

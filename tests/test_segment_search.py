@@ -8,13 +8,14 @@ import pytest
 from scipy import ndimage
 
 from src import paths
-from src.atomic import read_pickle
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.scores import entropy_mask
 from src.errors import MetaOodError
 from src.probs_file import ProbsError, read_probs, write_probs_file
+from src.segment_files import read_components, read_metrics
 from src.segment_search import output_files, run_segment_search
 from src.settings import default_config
+from tests.test_atomic import killed_while_writing
 
 EPOCH, OOD_INDEX, N_IMAGES = 1, 1, 3
 
@@ -36,9 +37,9 @@ def probs_image(rng, H=24, W=32):
     return (probs / probs.sum(0)).astype(np.float32), gt_train, gt_label
 
 
-def write_probs_files(cfg, seed=0):
+def write_probs_files(cfg, seed=0, n_images=N_IMAGES):
     rng = np.random.default_rng(seed)
-    for i in range(N_IMAGES):
+    for i in range(n_images):
         probs, gt_train, gt_label = probs_image(rng)
         write_probs_file(paths.probs_file(cfg, EPOCH, i), probs, gt_train, gt_label, f"images/{i}.png")
 
@@ -61,8 +62,8 @@ def test_outputs_equal_the_direct_calls(cfg, workers):
         files = output_files(cfg, EPOCH, i)
         assert files[0] == paths.metrics_file(cfg, EPOCH, i) and files[3] == paths.components_file(cfg, EPOCH, i, gt=True)
         expected = direct_results(cfg, i)
-        for path, want in zip(files, expected):
-            got = read_pickle(path)
+        for path, want, read in zip(files, expected, (read_metrics, read_components) * 2):
+            got = read(path)
             if isinstance(want, dict):
                 assert type(got) is dict and list(got) == list(want)
                 for key in want:
@@ -131,3 +132,13 @@ def test_read_probs_returns_the_named_datasets_in_order(cfg):
     path = paths.probs_file(cfg, EPOCH, 1)
     gt_train, image_path = read_probs(path, ("gt_train_ids", "image_path"))
     assert gt_train.shape == (24, 32) and image_path == "images/1.png"
+
+
+def test_the_search_removes_what_a_killed_search_left(cfg):
+    write_probs_files(cfg)
+    left = [killed_while_writing(paths.metrics_file(cfg, EPOCH, 0)),
+            killed_while_writing(paths.components_file(cfg, EPOCH, 2, gt=True))]
+    assert run_segment_search(cfg, EPOCH, OOD_INDEX) == (N_IMAGES, 0)
+    assert not any(os.path.exists(path) for path in left)
+    for folder in {os.path.dirname(f) for f in output_files(cfg, EPOCH, 0)}:
+        assert sorted(os.listdir(folder)) == [f"{i:04d}.npz" for i in range(N_IMAGES)]

@@ -1,10 +1,12 @@
 """OoD training: checkpoints, resuming, determinism, non-finite losses, DistributedDataParallel."""
 import dataclasses
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -15,6 +17,7 @@ from src.dataset import CityscapesCOCO
 from src.model import CheckpointError, load_network, read_checkpoint
 from src.settings import default_config
 from src.training import TrainingError, adam, train
+from tests.test_atomic import killed_while_writing
 
 MODEL = "DeepLabV3+_MobileNetV3"
 
@@ -42,6 +45,31 @@ def test_two_iterations_write_a_checkpoint_that_loads_strictly(cfg):
     assert [f for f in os.listdir(paths.weights_dir(cfg)) if f.startswith(".tmp")] == []
 
 
+def test_training_removes_what_a_killed_run_left(cfg):
+    left = killed_while_writing(paths.checkpoint_path(cfg, 1))
+    train(cfg)
+    assert sorted(os.listdir(paths.weights_dir(cfg))) == sorted(
+        os.path.basename(p) for p in (paths.checkpoint_path(cfg, 1), paths.loss_record_file(cfg)))
+    assert not os.path.exists(left)
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_the_same_run_writes_the_same_checkpoint_bytes(cfg):
+    """Given a path, torch.save names the archive's records after the file: the random temporary name."""
+    path = paths.checkpoint_path(cfg, 1)
+    train(cfg)
+    first = _sha256(path)
+    os.remove(path)
+    train(cfg)
+    assert _sha256(path) == first
+    assert {name.split("/")[0] for name in zipfile.ZipFile(path).namelist()} == {"archive"}
+    load_network(MODEL, 19, path, device="cpu")  # strict: every key and shape fits
+
+
 def test_resume_restores_the_optimizer_and_continues_the_same_run(cfg, tmp_path):
     straight = train(dataclasses.replace(cfg, num_training_epochs=2))
     first = dataclasses.replace(cfg, io_root=str(tmp_path / "resumed"))
@@ -67,7 +95,7 @@ def test_resume_restores_the_optimizer_and_continues_the_same_run(cfg, tmp_path)
 
 def test_losses_are_recorded_per_iteration_and_epoch_and_a_resumed_run_replaces_later_epochs(cfg):
     two = train(dataclasses.replace(cfg, num_training_epochs=2))
-    lines = read_json_lines(paths.loss_record_file(cfg))
+    lines = read_json_lines(paths.loss_record_file(cfg), "losses", "ood_training.py")
     assert lines == [{"epoch": 1, "iteration": 1, "loss": two.iteration_losses[0]},
                      {"epoch": 1, "iteration": 2, "loss": two.iteration_losses[1]},
                      {"epoch": 1, "mean_loss": two.losses[0], "iterations": 2},
@@ -76,7 +104,7 @@ def test_losses_are_recorded_per_iteration_and_epoch_and_a_resumed_run_replaces_
                      {"epoch": 2, "mean_loss": two.losses[1], "iterations": 2}]
     os.remove(paths.checkpoint_path(cfg, 2))  # epoch 2 is trained again from the checkpoint of epoch 1
     train(dataclasses.replace(cfg, training_starting_epoch=1))
-    assert read_json_lines(paths.loss_record_file(cfg)) == lines
+    assert read_json_lines(paths.loss_record_file(cfg), "losses", "ood_training.py") == lines
 
 
 def test_rerun_continues_after_the_last_saved_epoch(cfg):

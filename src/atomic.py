@@ -94,7 +94,7 @@ def remove_stale_temporaries(folder) -> list:
     """
     try:
         entries = list(os.scandir(folder))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file on the path: the stage's first write names it
         return []
     stale = [e.path for e in entries if _TEMPORARY.match(e.name) and e.is_file(follow_symlinks=False)]
     for path in stale:

@@ -29,7 +29,7 @@ from src.atomic import atomic_path  # noqa: E402
 from src.dataset.coco import COCO as CocoDataset, annotation_file, masks_dir  # noqa: E402
 from src.errors import MetaOodError, run_main  # noqa: E402
 from src.run_log import progress  # noqa: E402
-from src.settings import load_config_module  # noqa: E402
+from src.settings import ConfigError, OneLineParser, config_name, load_config_module, nonnegative_int  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,94 @@ def read_annotations(path: str) -> dict:
             if missing:
                 raise CocoAnnotationError(f"COCO annotation file {path}: entry {n} of '{section}' "
                                           f"lacks {', '.join(repr(k) for k in missing)}")
+    problems = annotation_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise CocoAnnotationError(f"COCO annotation file {path}: {problems[0]}{more}")
     return data
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _image_problems(data) -> list:
+    return [f"entry {n} of 'images' (id {image['id']!r}): {key} {image[key]!r} is not a positive integer"
+            for n, image in enumerate(data["images"]) for key in ("height", "width")
+            if not (_is_count(image[key]) and image[key] > 0)]
+
+
+def compressed_counts(text: str):
+    """The run lengths of a compressed RLE string (pycocotools' rleFrString in maskApi.c); None if cut off."""
+    counts, codes, p = [], [ord(c) - 48 for c in text], 0
+    while p < len(codes):
+        value, shift, more = 0, 0, True
+        while more:
+            if p == len(codes) or not 0 <= codes[p] < 64:
+                return None
+            code = codes[p]
+            value |= (code & 0x1F) << shift
+            more, p, shift = bool(code & 0x20), p + 1, shift + 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        counts.append(value + counts[-2] if len(counts) > 2 else value)
+    return counts
+
+
+def _rle_problem(rle, height, width):
+    size, counts = rle.get("size"), rle.get("counts")
+    if size != [height, width]:
+        return f"RLE size {size!r} is not the image's [{height}, {width}]"
+    if isinstance(counts, str):
+        counts = compressed_counts(counts)
+    if not isinstance(counts, list) or not all(_is_count(c) and c >= 0 for c in counts):
+        return "RLE counts are neither a list of run lengths nor a compressed RLE string"
+    if sum(counts) != height * width:
+        return f"RLE counts sum to {sum(counts)}, not {height} x {width} = {height * width}"
+    return None
+
+
+def _polygon_problem(polygons):
+    if not polygons:
+        return "segmentation has no polygon"
+    for k, polygon in enumerate(polygons):
+        if not isinstance(polygon, list) or not all(type(v) in (int, float) for v in polygon):
+            return f"polygon {k} is not a list of coordinates"
+        if len(polygon) % 2:
+            return f"polygon {k} has an odd number of coordinates ({len(polygon)})"
+        if len(polygon) < 6:
+            return f"polygon {k} has {len(polygon) // 2} points, a polygon needs at least 3"
+    return None
+
+
+def segmentation_problem(segmentation, height: int, width: int):
+    """Why pycocotools cannot decode `segmentation` into a height x width mask (None: it can)."""
+    if isinstance(segmentation, list):
+        return _polygon_problem(segmentation)
+    if isinstance(segmentation, dict):
+        return _rle_problem(segmentation, height, width)
+    return f"segmentation is neither polygons (a list) nor RLE (a dict of size and counts): {segmentation!r:.40}"
+
+
+def annotation_problems(data: dict) -> list:
+    """Messages for every entry the masks cannot be made from, checked before the first mask is written:
+    image sizes, the images and categories the annotations name, and each segmentation."""
+    problems = _image_problems(data)
+    if problems:
+        return problems
+    images = {image["id"]: image for image in data["images"]}
+    categories = {category["id"] for category in data["categories"]}
+    for n, ann in enumerate(data["annotations"]):
+        image = images.get(ann["image_id"])
+        if image is None:
+            problem = f"image_id {ann['image_id']!r} names no image"
+        elif ann["category_id"] not in categories:
+            problem = f"category_id {ann['category_id']!r} names no category"
+        else:
+            problem = segmentation_problem(ann["segmentation"], image["height"], image["width"])
+        if problem:
+            problems.append(f"entry {n} of 'annotations' (id {ann['id']!r}): {problem}")
+    return problems
 
 
 def coco_index(data: dict):
@@ -137,13 +224,22 @@ def stale_masks(out_dir: str, image_ids: list) -> list:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--coco_root", default=getattr(load_config_module(), "COCO_ROOT", None),
+    """The flags; a bad one, a broken config.py or no COCO root at all exits with 2 and one line."""
+    parser = OneLineParser(prog="prepare_coco_segmentation.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        config = load_config_module()
+    except ConfigError as err:
+        parser.error(str(err))
+    parser.add_argument("--coco_root", default=getattr(config, "COCO_ROOT", None),
                         help="COCO root ending in the year (default: config.COCO_ROOT = %(default)s)")
     parser.add_argument("--split", default="train", help="annotation split (default: %(default)s)")
-    parser.add_argument("--min_image_size", type=int, default=480,
+    parser.add_argument("--min_image_size", type=nonnegative_int, default=480,
                         help="smallest height and width kept, in pixels (default: %(default)s)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.coco_root is None:
+        parser.error(f"no COCO root: pass --coco_root or set COCO_ROOT in {config_name(config)}")
+    return args
 
 
 def main(argv=None):

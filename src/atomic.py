@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from src.errors import MetaOodError
+from src.errors import MetaOodError, OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +52,36 @@ def _new_temporary_file(folder: str, suffix: str) -> str:
     return path
 
 
+def _os_error(err):
+    """The OSError behind `err`: itself, or the one a library (h5py, torch) met writing to a Python
+    file and wrapped in an error of its own; None for the project's errors and anything else."""
+    while err is not None and not isinstance(err, (OSError, MetaOodError)):
+        err = err.__cause__ or err.__context__
+    return err if isinstance(err, OSError) else None
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yields a temporary path; on success it replaces `path`, on error it is removed."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    tmp = _new_temporary_file(folder, suffix)
+    """Yields a temporary path; on success it replaces `path`, on error it is removed.
+
+    An OSError on the way (a read-only or full disk, a file where a folder belongs) becomes an
+    OutputError that names `path`.
+    """
+    tmp = None
     try:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        tmp = _new_temporary_file(folder, os.path.splitext(path)[1])
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # on a broken disk a leftover is unavoidable
+                os.remove(tmp)
+        cause = _os_error(err)
+        if cause is None:
+            raise
+        raise OutputError(f"cannot write {path}: {cause.strerror or cause}") from err
 
 
 def remove_stale_temporaries(folder) -> list:
@@ -78,7 +94,7 @@ def remove_stale_temporaries(folder) -> list:
     """
     try:
         entries = list(os.scandir(folder))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file on the path: the stage's first write names it
         return []
     stale = [e.path for e in entries if _TEMPORARY.match(e.name) and e.is_file(follow_symlinks=False)]
     for path in stale:

@@ -16,6 +16,10 @@ class MetaOodError(Exception):
     """A problem with the user's data, files or settings, described in the message."""
 
 
+class OutputError(MetaOodError):
+    """An output file that cannot be written: a read-only or full disk, a file where a folder belongs."""
+
+
 def run_main(main, argv=None) -> int:
     """Runs a script's `main(argv)` with logging set up; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, stream=sys.stderr)

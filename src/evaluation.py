@@ -352,7 +352,8 @@ def miou_of_epoch(cfg, epoch):
     model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
     confusion = 0
     for _, logits, gt_train in network_outputs(model, dataset, list(range(len(dataset))), cfg.inference_batch_size,
-                                               cfg.num_workers, device, desc="mIoU"):
+                                               cfg.num_workers, device, paths.evaluated_checkpoint(cfg, epoch),
+                                               desc="mIoU"):
         confusion = confusion + confusion_matrix(logits.argmax(0).cpu().numpy(), gt_train,
                                                  dataset.num_classes, dataset.void_id)
     result = {"miou": mean_iou(confusion), "class_iou": _json_safe(class_ious(confusion).tolist())}

@@ -59,21 +59,32 @@ def _same_size_groups(batch):
     return list(groups.values())
 
 
-def _outputs(model, items, batch_size, num_workers, device, desc):
-    """Yields (item, logits float32 (C,H,W) on `device`) per item of `items` (an _Indexed), in batches."""
+def _check_finite(logits, group, dataset, checkpoint) -> None:
+    """InferenceError unless the network's outputs on the images of `group` are finite numbers."""
+    finite = torch.isfinite(logits).flatten(1).all(dim=1)
+    if not finite.all():
+        image = dataset.images[group[int(torch.nonzero(~finite)[0])][0]]
+        raise InferenceError(f"the network's outputs on {image} are not finite (NaN or inf): the weights of "
+                             f"{checkpoint} hold NaN or inf values, or overflow")
+
+
+def _outputs(model, items, batch_size, num_workers, device, desc, checkpoint):
+    """Yields (item, logits float32 (C,H,W) on `device`) per item of `items` (an _Indexed), in batches;
+    `checkpoint`, the file of the network's weights, is named if its outputs are not finite."""
     loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=_same_size_groups)
     with torch.inference_mode(), progress(total=len(items), desc=desc) as bar:
         for groups in loader:
             for group in groups:
                 logits = model(torch.stack([item[1] for item in group]).to(device)).float()
+                _check_finite(logits, group, items.dataset, checkpoint)
                 yield from zip(group, logits)
                 bar.update(len(group))
 
 
-def network_outputs(model, dataset, indices, batch_size, num_workers, device, desc="inference"):
+def network_outputs(model, dataset, indices, batch_size, num_workers, device, checkpoint, desc="inference"):
     """Yields (index, logits float32 (C,H,W) on `device`, train ids uint8 (H,W)) per image, in batches."""
     for (i, _, gt_train), logits in _outputs(model, _Indexed(dataset, indices), batch_size, num_workers, device,
-                                             desc):
+                                             desc, checkpoint):
         yield i, logits, gt_train
 
 
@@ -95,7 +106,7 @@ def write_probs(cfg: RunConfig, epoch: int) -> int:
     model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
     items = _Indexed(dataset, pending, label_ids=True)
     for (i, _, gt_train, gt_label), logits in _outputs(model, items, cfg.inference_batch_size, cfg.num_workers,
-                                                       device, "probs"):
+                                                       device, "probs", paths.evaluated_checkpoint(cfg, epoch)):
         probs = torch.softmax(logits, dim=0).cpu().numpy()
         stored_logits = logits.cpu().numpy() if cfg.store_logits else None
         write_probs_file(paths.probs_file(cfg, epoch, i), probs, gt_train, gt_label, dataset.images[i],

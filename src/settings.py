@@ -285,6 +285,11 @@ def load_config_module(path=None):
     return module
 
 
+def config_name(module) -> str:
+    """The config file's path, for messages ("config.py" for a module made in memory)."""
+    return getattr(module, "__file__", None) or "config.py"
+
+
 def _missing_or_unknown(module, declared) -> list:
     """Messages for the settings config.py lacks and the params keys it has that are not known."""
     params = getattr(module, "params", {})
@@ -294,9 +299,9 @@ def _missing_or_unknown(module, declared) -> list:
     unknown = [f"params[{key!r}]" for key in params if key not in known]
     messages = []
     if missing:
-        messages.append(f"config.py lacks {', '.join(missing)}")
+        messages.append(f"{config_name(module)} lacks {', '.join(missing)}")
     if unknown:
-        messages.append(f"config.py has unknown {', '.join(unknown)}")
+        messages.append(f"{config_name(module)} has unknown {', '.join(unknown)}")
     return messages
 
 
@@ -353,7 +358,7 @@ def config_problems(cfg, script: str) -> list:
 
 # ---------------------------------------------------------------- the parsers
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """Reports a bad flag in one line (not the whole usage) and exits with 2; no abbreviations."""
 
     def __init__(self, **kwargs):
@@ -365,7 +370,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def build_parser(script: str, defaults) -> argparse.ArgumentParser:
     """The command line of `script`: a flag for each setting it accepts, defaults from `defaults`."""
-    parser = _OneLineParser(prog=f"{script}.py",
+    parser = OneLineParser(prog=f"{script}.py",
                             description="Defaults come from config.py; flags override them for this run.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for setting in settings():
@@ -401,7 +406,7 @@ def parse_run_config(script: str, argv=None, module=None):
     try:
         defaults = default_config(module)
     except ConfigError as err:
-        _OneLineParser(prog=f"{script}.py").exit(2, f"{script}.py: error: {err}\n")
+        OneLineParser(prog=f"{script}.py").exit(2, f"{script}.py: error: {err}\n")
     parser = build_parser(script, defaults)
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     cfg = dataclasses.replace(defaults, **args)

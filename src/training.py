@@ -24,6 +24,7 @@ from src.atomic import atomic_path, read_json_lines, remove_stale_temporaries, w
 from src.run_log import progress
 from src.errors import MetaOodError
 from src.dataset import DATASETS, build_dataset, training_transform
+from src.dataset.base import image_size
 from src.loss import entropy_maximization_loss
 from src.model import checkpoint_state_dict, default_device, load_network, read_checkpoint
 from src.settings import RunConfig
@@ -170,6 +171,17 @@ def _loader(dataset, cfg, proc, generator):
                       pin_memory=proc.device.type == "cuda")
 
 
+def _warn_if_upscaled(images, crop_size) -> None:
+    """One warning when training images are smaller than the crop: the transform upscales them to
+    crop x crop first (ResizeIfSmaller), as the reference did, which changes their scale."""
+    smaller = [(path, size) for path, size in ((p, image_size(p)) for p in images) if min(size) < crop_size]
+    if smaller:
+        path, (width, height) = smaller[0]
+        logger.warning("-crop %d: %d of the first epoch's %d training images have a side below %d px (e.g. %s, "
+                       "%dx%d); they are upscaled to %dx%d before the crop, as the reference does", crop_size,
+                       len(smaller), len(images), crop_size, path, width, height, crop_size, crop_size)
+
+
 def _all_finite(loss, proc) -> bool:
     finite = torch.isfinite(loss.detach()).to(torch.float32)
     if proc.world_size > 1:
@@ -192,6 +204,7 @@ def _save(cfg, proc, model, optimizer, epoch, loss, summary):
     path = paths.checkpoint_path(cfg, epoch)
     # Into an open file: given a path, torch.save names the archive's records after the file, here
     # the random temporary name; given a file object, always `archive`, so the same run gives the same bytes.
+    # A full disk then also fails with the OSError of Python's write (torch's own writer says "unexpected pos").
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save({"epoch": epoch,
                     "state_dict": checkpoint_state_dict(model, cfg.MODEL),
@@ -266,6 +279,8 @@ def train(cfg: RunConfig) -> TrainSummary:
     model, optimizer = _network_and_optimizer(cfg, proc, start, saved)
     del saved  # a copy of the weights and of Adam's state: not kept in memory while training
     dataset = build_dataset(cfg.TRAINSET, cfg, transform=training_transform(cfg.crop_size))
+    if proc.is_main:
+        _warn_if_upscaled(dataset.images, cfg.crop_size)
     if proc.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     for epoch in range(start, end):

@@ -168,7 +168,7 @@ def _folder(root, kind):
 
 
 @pytest.mark.parametrize("ids, train_id", [
-    ([0, 44, 100, 254, 255], 255),  # unlabeled (and any id not in the table): void
+    ([0], 255),  # unlabeled: void
     ([1], 1),  # free road: in-distribution
     (LAF_OBJECTS, 2),  # obstacles: OoD
     (LAF_NON_HAZARDS, 0),  # random non-hazards: neither
@@ -178,6 +178,30 @@ def test_lost_and_found_id_mapping(tmp_path, ids, train_id):
     ds = laf_with_label(tmp_path, label)
     np.testing.assert_array_equal(ds[0][1].numpy(), np.full(label.shape, train_id))
     np.testing.assert_array_equal(ds.label_ids(0), label)
+
+
+@pytest.mark.parametrize("ids, unexpected", [([0, 44, 1], "44"), ([254, 100, 255, 101, 102], "100..102, 254, 255")])
+def test_lost_and_found_ids_outside_the_table_are_named(tmp_path, ids, unexpected):
+    ds = laf_with_label(tmp_path, np.array([ids], dtype=np.uint8))
+    with pytest.raises(DatasetError) as err:
+        ds[0]
+    assert str(err.value) == (f"label {ds.targets[0]} holds unexpected values {unexpected}: "
+                              "expected LostAndFound label ids 0..43")
+
+
+@pytest.mark.parametrize("name, values", [("Cityscapes", "Cityscapes label ids 0..33"),
+                                          ("LostAndFound", "LostAndFound label ids 0..43")])
+def test_label_ids_outside_the_table_are_named_in_the_label_ids_too(demo_data, tmp_path, name, values):
+    """label_ids() reads the _labelIds.png file also where the train ids come from a _labelTrainIds.png."""
+    root = tmp_path / "copy"
+    shutil.copytree(demo_data[name], root)
+    ds = DATASETS[name](str(root), DATASETS[name].spec.default_split)
+    path = ds.label_id_files[0]
+    label = np.array(Image.open(path))
+    label[0, 0] = 200
+    Image.fromarray(label).save(path)
+    with pytest.raises(DatasetError, match=f"label {path} holds unexpected values 200: expected {values}$"):
+        ds.label_ids(0)
 
 
 def test_lost_and_found_prefers_train_ids_file(tmp_path):

@@ -2,6 +2,7 @@
 message when a folder does not have the expected layout, loading, and the joint transform."""
 import glob
 import os
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -63,8 +64,39 @@ def read_rgb(path: str) -> np.ndarray:
         raise DatasetError(f"cannot read image {path}: {err}") from err
 
 
-def read_label(path: str) -> np.ndarray:
-    """uint8 (H,W) label image."""
+class LabelValues(NamedTuple):
+    """The values one kind of label file holds, and what they are (for messages)."""
+    what: str              # e.g. "Cityscapes label ids"
+    allowed: np.ndarray    # bool (256,): allowed[v] for each value v
+
+    @classmethod
+    def of(cls, what: str, values) -> "LabelValues":
+        allowed = np.zeros(256, dtype=bool)
+        allowed[list(values)] = True
+        return cls(what, allowed)
+
+
+def _runs(values) -> str:
+    """Sorted integers as "0..18, 255": runs of three or more as first..last."""
+    runs = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(f"{a}..{b}" if b - a >= 2 else ", ".join(map(str, range(a, b + 1))) for a, b in runs)
+
+
+def _check_values(path: str, label: np.ndarray, expected: LabelValues) -> None:
+    """DatasetError if `label` holds a value `expected` does not allow (a bincount: fast on uint8)."""
+    unexpected = np.flatnonzero((np.bincount(label.ravel(), minlength=256) > 0) & ~expected.allowed)
+    if unexpected.size:
+        raise DatasetError(f"label {path} holds unexpected values {_runs(unexpected.tolist())}: expected "
+                           f"{expected.what} {_runs(np.flatnonzero(expected.allowed).tolist())}")
+
+
+def read_label(path: str, expected: LabelValues) -> np.ndarray:
+    """uint8 (H,W) label image, of the values `expected` allows."""
     try:
         with Image.open(path) as im:
             label = np.array(im)
@@ -72,7 +104,9 @@ def read_label(path: str) -> np.ndarray:
         raise DatasetError(f"cannot read label {path}: {err}") from err
     if label.ndim != 2 or (label.dtype != np.uint8 and (label.min(initial=0) < 0 or label.max(initial=0) > 255)):
         raise DatasetError(f"label {path} is not a single-channel image of values 0..255")
-    return label.astype(np.uint8, copy=False)
+    label = label.astype(np.uint8, copy=False)
+    _check_values(path, label, expected)
+    return label
 
 
 def lookup_table(pairs) -> np.ndarray:
@@ -91,6 +125,7 @@ class SegmentationDataset(Dataset):
     train_id_out = 254
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
+    label_values: LabelValues  # of the label files (targets)
 
     def __init__(self, images: list, targets: list, transform=None, check_sizes: bool = True):
         self.images = images
@@ -109,7 +144,7 @@ class SegmentationDataset(Dataset):
         return len(self.images)
 
     def train_ids(self, i: int) -> np.ndarray:
-        return read_label(self.targets[i])
+        return read_label(self.targets[i], self.label_values)
 
     def label_ids(self, i: int) -> np.ndarray:
         """uint8 (H,W) label ids; zeros for data sets that have none."""
@@ -139,6 +174,8 @@ class CityLayoutDataset(SegmentationDataset):
     name_pattern = "<name>"
     lut: np.ndarray
     train_ids_files = True
+    label_values: LabelValues     # of the _labelIds.png files: the ids of `lut`'s table
+    train_id_values: LabelValues  # of the _labelTrainIds.png files
 
     def __init__(self, root: str, split: str, transform=None):
         what = type(self).__name__
@@ -161,10 +198,11 @@ class CityLayoutDataset(SegmentationDataset):
         super().__init__(images, targets, transform)
 
     def train_ids(self, i: int) -> np.ndarray:
-        label = read_label(self.targets[i])
-        return label if self.targets[i].endswith(TRAIN_IDS_SUFFIX) else self.lut[label]
+        if self.targets[i].endswith(TRAIN_IDS_SUFFIX):
+            return read_label(self.targets[i], self.train_id_values)
+        return self.lut[read_label(self.targets[i], self.label_values)]
 
     def label_ids(self, i: int) -> np.ndarray:
         """The `_labelIds.png` image; zeros when only train ids were provided."""
         path = self.label_id_files[i]
-        return read_label(path) if path else super().label_ids(i)
+        return read_label(path, self.label_values) if path else super().label_ids(i)

@@ -2,7 +2,7 @@
 gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png, or _labelIds.png mapped on the fly."""
 from torchvision.datasets import Cityscapes as _TorchvisionCityscapes
 
-from src.dataset.base import IMAGE_SUFFIX, VOID_ID, CityLayoutDataset, lookup_table
+from src.dataset.base import IMAGE_SUFFIX, VOID_ID, CityLayoutDataset, LabelValues, lookup_table
 from src.dataset.spec import DatasetSpec, Split
 from src.settings import SCRIPTS
 
@@ -10,6 +10,9 @@ from src.settings import SCRIPTS
 # its train ids 255 and -1 (license plate, id -1: never in a label image) are void.
 LABEL_TO_TRAIN_ID = lookup_table((c.id, c.train_id) for c in _TorchvisionCityscapes.classes
                                  if c.id >= 0 and c.train_id not in (VOID_ID, -1))
+LABEL_IDS = LabelValues.of("Cityscapes label ids", (c.id for c in _TorchvisionCityscapes.classes if c.id >= 0))
+TRAIN_IDS = LabelValues.of("Cityscapes train ids", (c.train_id for c in _TorchvisionCityscapes.classes
+                                                  if c.train_id >= 0))
 
 
 class Cityscapes(CityLayoutDataset):
@@ -18,6 +21,8 @@ class Cityscapes(CityLayoutDataset):
                        {"train": Split(frames=2975), "val": Split(frames=500)}, SCRIPTS)
     label_folder = "gtFine"
     lut = LABEL_TO_TRAIN_ID
+    label_values = LABEL_IDS
+    train_id_values = TRAIN_IDS
 
     def __init__(self, root: str, split: str = "train", transform=None):
         super().__init__(root, split, transform)

@@ -3,7 +3,7 @@ preparation/prepare_coco_segmentation.py writes, <root>/annotations/ood_seg_<spl
 (254 on annotated pixels, 0 elsewhere). The root ends in the year, e.g. .../COCO/2017."""
 import os
 
-from src.dataset.base import SegmentationDataset, find_files, require_dir, require_file
+from src.dataset.base import LabelValues, SegmentationDataset, find_files, require_dir, require_file
 from src.dataset.spec import DatasetSpec, Split
 from src.settings import TRAIN
 
@@ -31,6 +31,7 @@ class COCO(SegmentationDataset):
                        "ends in the year)", {"train": Split()}, (TRAIN,))
     train_id_in = 0
     train_id_out = 254
+    label_values = LabelValues.of("COCO masks", (train_id_in, train_id_out))
 
     def __init__(self, root: str, split: str = "train", transform=None):
         root = os.path.normpath(root)

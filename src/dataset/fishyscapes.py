@@ -16,7 +16,8 @@ import zipfile
 
 import numpy as np
 
-from src.dataset.base import IMAGE_SUFFIX, DatasetError, SegmentationDataset, require_dir, require_file
+from src.dataset.base import (IMAGE_SUFFIX, VOID_ID, DatasetError, LabelValues, SegmentationDataset, require_dir,
+                              require_file)
 from src.dataset.spec import DatasetSpec, Split
 from src.settings import INFERENCE
 
@@ -122,6 +123,7 @@ class Fishyscapes(SegmentationDataset):
                        split_setting="FISHYSCAPES_SPLIT")
     train_id_in = 0
     train_id_out = 1
+    label_values = LabelValues.of("Fishyscapes labels", (train_id_in, train_id_out, VOID_ID))
 
     def __init__(self, root: str, split: str = "Static", transform=None, cityscapes_root=None,
                  lostandfound_root=None):

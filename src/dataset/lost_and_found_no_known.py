@@ -9,7 +9,7 @@ _labelTrainIds.png holds the paper's convention and is not used."""
 import logging
 import os
 
-from src.dataset.base import IMAGE_SUFFIX, CityLayoutDataset, DatasetError, lookup_table
+from src.dataset.base import IMAGE_SUFFIX, CityLayoutDataset, DatasetError, LabelValues, lookup_table
 from src.dataset.lost_and_found import LostAndFound
 from src.dataset.spec import DatasetSpec, Split
 from src.settings import INFERENCE
@@ -43,6 +43,8 @@ class LostAndFoundNoKnown(CityLayoutDataset):
     name_pattern = LostAndFound.name_pattern
     lut = LABEL_TO_TRAIN_ID
     train_ids_files = False
+    # the benchmark's mapping (LABEL_TO_TRAIN_ID) gives every value 0..255 a meaning
+    label_values = LabelValues.of("LostAndFound label ids", range(256))
 
     def __init__(self, root: str, split: str = "testNoKnown", transform=None):
         if split not in self.spec.splits:

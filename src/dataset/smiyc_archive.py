@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from src.dataset.base import (VOID_ID, DatasetError, SegmentationDataset, find_files, image_size, read_label,
-                              require_dir, require_file)
+from src.dataset.base import (VOID_ID, DatasetError, LabelValues, SegmentationDataset, find_files, image_size,
+                              read_label, require_dir, require_file)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class TrackArchive(SegmentationDataset):
     image_suffix: str  # .jpg, .webp
     train_id_in = 0
     train_id_out = 1
+    label_values = LabelValues.of("SegmentMeIfYouCan labels", (train_id_in, train_id_out, VOID_ID))
 
     @staticmethod
     def in_split(fid: str, split: str) -> bool:
@@ -61,4 +62,4 @@ class TrackArchive(SegmentationDataset):
         if self.targets[i] is None:
             width, height = image_size(self.images[i])
             return np.full((height, width), VOID_ID, np.uint8)
-        return read_label(self.targets[i])
+        return read_label(self.targets[i], self.label_values)

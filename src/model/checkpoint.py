@@ -77,7 +77,7 @@ def network_weights(checkpoint, path):
 
 
 def _mismatch(model, weights):
-    """Lines describing missing, unexpected and wrongly shaped keys; empty if `weights` fit."""
+    """Descriptions of the missing, unexpected and wrongly shaped keys; empty if `weights` fit."""
     expected = model.state_dict()
     # BatchNorm fills a missing num_batches_tracked itself (files from before torch 0.4.1).
     missing = [k for k in expected if k not in weights and not k.endswith("num_batches_tracked")]
@@ -100,8 +100,7 @@ def load_weights(model: nn.Module, path, checkpoint=None) -> nn.Module:
     weights = network_weights(read_checkpoint(path) if checkpoint is None else checkpoint, path)
     problems = _mismatch(model, weights)
     if problems:
-        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}:\n  "
-                              + "\n  ".join(problems))
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: " + "; ".join(problems))
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:

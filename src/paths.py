@@ -134,6 +134,16 @@ def miou_file(cfg: RunConfig, epoch: int) -> str:
     return os.path.join(model_io_root(cfg), "miou", f"cityscapes_val_{epoch_pattern(cfg, epoch)}.json")
 
 
+def identity_file(folder: str) -> str:
+    """The record of the inputs each cached output in `folder` was computed from (src/provenance.py)."""
+    return os.path.join(folder, "identity.json")
+
+
+def weights_hash_cache(cfg: RunConfig) -> str:
+    """The sha256 digests of the checkpoint files hashed so far, by path, size and mtime (JSON)."""
+    return os.path.join(cfg.io_root, "cache", "weights_sha256.json")
+
+
 def log_file(cfg: RunConfig, script: str, stamp: str) -> str:
     """The log of one script run, named by the script and its start time."""
     return os.path.join(cfg.io_root, "logs", f"{script}_{stamp}.log")

@@ -334,8 +334,8 @@ def section_inputs(cfg, section, runs) -> dict:
     """The weights of the networks of `runs` (run -> epoch) and the data a section is computed from:
     the evaluation set, or for the mIoU the Cityscapes val split."""
     dataset = build_dataset("Cityscapes", cfg, split="val") if section == "miou" else build_dataset(cfg.VALSET, cfg)
-    return {"weights": {run: weights_identity(cfg, paths.evaluated_checkpoint(cfg, epoch)) for run, epoch in runs.items()},
-            "data": data_summary(dataset)}
+    weights = {run: weights_identity(cfg, paths.evaluated_checkpoint(cfg, epoch)) for run, epoch in runs.items()}
+    return {"weights": weights, "data": data_summary(dataset)}
 
 
 def section_config(cfg, section, runs) -> dict:

@@ -4,8 +4,8 @@ For each probs file of an evaluation run it writes, atomically, the metrics and 
 components map of the predicted OoD segments and of the ground-truth OoD segments
 (`paths.metrics_file` / `paths.components_file`, .npz files: see src/segment_files.py).
 Images whose four outputs exist and were computed from the same probs and threshold are skipped
-(src/provenance.py), so an interrupted search resumes where it stopped; the workers of a parallel search end with the process that started them, also
-when it is killed.
+(src/provenance.py), so an interrupted search resumes where it stopped; the workers of a parallel
+search end with the process that started them, also when it is killed.
 """
 import logging
 import multiprocessing

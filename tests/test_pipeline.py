@@ -75,7 +75,8 @@ def test_every_stage_writes_outputs_that_parse(demo_run):
                 assert h["paper_in"].shape == (100,)
         # evaluation: numbers, table, pictures
         results = json.loads((io / folder / "results" / "evaluation_epoch_1_alpha_0.9_t0.7_entropy.json").read_text())
-        assert {"configs", "pixel", "segment", "miou"} <= set(results) and set(results["configs"]) == {"pixel", "segment", "miou"}
+        assert {"configs", "pixel", "segment", "miou"} <= set(results)
+        assert set(results["configs"]) == {"pixel", "segment", "miou"}
         assert set(results["pixel"]["trained"]) == {"paper", "exact"}
         table = (io / folder / "results" / "evaluation_epoch_1_alpha_0.9_t0.7_entropy.txt").read_text()
         assert table in stdout

@@ -82,7 +82,8 @@ def item_files(dataset, i) -> dict:
     them, the label ids file (Cityscapes layout) and the overlay (Fishyscapes Static as distributed)."""
     files = {"image": dataset.images[i], "label": dataset.targets[i]}
     for role, attribute in (("label_ids", "label_id_files"), ("overlay", "overlays")):
-        path = getattr(dataset, attribute, None) and getattr(dataset, attribute)[i]
+        listed = getattr(dataset, attribute, None)
+        path = listed[i] if listed else None
         if path and path not in files.values():
             files[role] = path
     return files
@@ -136,15 +137,14 @@ def _short(value) -> str:
 
 
 def _change(key, old, new) -> str:
-    name = _NAMES.get(key)
-    if isinstance(old, dict) and isinstance(new, dict):
-        if "path" in old and "path" in new:  # a file
-            inner = f"{new['path']} changed" if old["path"] == new["path"] else f"{old['path']} -> {new['path']}"
-        else:
-            inner = changes(old, new)
-        return f"{name} changed ({inner})" if name else f"{key} {inner}"
-    inner = f"{_short(old)} -> {_short(new)}"
-    return f"{name} changed ({inner})" if name else f"{key} {inner}"
+    """`the weights changed (...)` for the inputs of _NAMES, else e.g. `bins 10000 -> 50`."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        inner = f"{_short(old)} -> {_short(new)}"
+    elif "path" in old and "path" in new:  # a file
+        inner = f"{new['path']} changed" if old["path"] == new["path"] else f"{old['path']} -> {new['path']}"
+    else:
+        inner = changes(old, new)
+    return f"{_NAMES[key]} changed ({inner})" if key in _NAMES else f"{key} {inner}"
 
 
 def changes(old, new) -> str:
@@ -196,8 +196,9 @@ class Record:
         gone = [key for key in self.entries if key not in self.wanted] if drop else []
         self._log(stale, unknown, gone)
         for key in gone:
-            if os.path.exists(os.path.join(os.path.dirname(self.path), key)):
-                os.remove(os.path.join(os.path.dirname(self.path), key))
+            output = os.path.join(os.path.dirname(self.path), key)
+            if os.path.exists(output):
+                os.remove(output)
             del self.entries[key]
         for path in todo:
             self.entries[os.path.basename(path)] = None

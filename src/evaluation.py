@@ -12,9 +12,11 @@ For the baseline (epoch 0) and the OoD-trained network (cfg.val_epoch) on cfg.VA
             as the score's minimum)
   miou      19-class mIoU of both networks on the Cityscapes val split
 Whatever an evaluation needs and is missing (probs files, segment search, meta classifier)
-is computed first. A re-run reads back or skips what exists: those, the score histograms, the
-mIoU of each network and the per-image panels; it writes the summaries again (the results
-file and table, the score-histogram and ROC / PR plots).
+is computed first. A re-run reads back or skips what exists and was computed from the same inputs
+(src/provenance.py): those, the score histograms, the mIoU of each network and the per-image
+panels; it writes the summaries again (the results file and table, the score-histogram and ROC /
+PR plots). Each section of the results file keeps the settings and input identities it was
+computed with.
 """
 import dataclasses
 import functools
@@ -24,7 +26,7 @@ import os
 
 import numpy as np
 
-from src import paths
+from src import paths, provenance
 from src.atomic import (atomic_path, read_json, read_npz, remove_stale_temporaries, unusable, write_csv, write_json,
                         write_npz)
 from src.component_metrics import ComponentAccumulator
@@ -110,14 +112,16 @@ def _read_histograms(path):
 def score_histograms(cfg, epoch):
     """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached)."""
     path = paths.histograms_file(cfg, epoch)
-    if os.path.exists(path):
+    write_probs(cfg, epoch)  # first: the histograms are of the probs files as this run's inputs give them
+    indices = probs_indices(cfg, epoch)
+    output = provenance.histograms_output(cfg, epoch, indices)
+    if output.reusable:
         return _read_histograms(path)
-    write_probs(cfg, epoch)
     value_range = SCORE_RANGES[cfg.score]
     histograms = {"paper": ScoreHistogram(PAPER_BINS, value_range) if value_range else None,
                   "exact": ScoreHistogram(cfg.bins, value_range)}
     dataset = DATASETS[cfg.VALSET]
-    for i in progress(probs_indices(cfg, epoch), desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
+    for i in progress(indices, desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
         score, gt_train = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids")
         values = pixel_scores(score, gt_train, dataset.train_id_in, dataset.train_id_out)
         for histogram in filter(None, histograms.values()):
@@ -126,6 +130,7 @@ def score_histograms(cfg, epoch):
     histograms["paper"] = histograms["paper"] or histograms["exact"]
     result = {p: (h.edges, h.counts_in, h.counts_out) for p, h in histograms.items()}
     write_npz(path, {f"{p}_{k}": a for p, arrays in result.items() for k, a in zip(HISTOGRAM_ARRAYS, arrays)})
+    output.done()
     return result
 
 
@@ -221,8 +226,7 @@ def panel_indices(cfg, indices) -> list:
 
 def _draw_panels(cfg, epoch, removed):
     """The picture of each panel image (image, truth, score, segments), titled with its file name."""
-    indices = panel_indices(cfg, probs_indices(cfg, epoch))
-    missing = [i for i in indices if not os.path.exists(paths.panel_file(cfg, epoch, i))]
+    record, missing = provenance.pending_panels(cfg, epoch, panel_indices(cfg, probs_indices(cfg, epoch)))
     if not missing:
         return
     # The image comes from the data set, not from the probs file's image_path: some images are
@@ -236,6 +240,7 @@ def _draw_panels(cfg, epoch, removed):
                          f"{os.path.basename(image_path)} ({cfg.VALSET} image {i}), "
                          f"{paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
+        record.done(paths.panel_file(cfg, epoch, i))
 
 
 # ---------------------------------------------------------------- SegmentMeIfYouCan protocol
@@ -344,10 +349,11 @@ def smiyc_evaluation(cfg):
 def miou_of_epoch(cfg, epoch):
     """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached)."""
     path = paths.miou_file(cfg, epoch)
-    if os.path.exists(path):
+    dataset = build_dataset("Cityscapes", cfg, split="val")
+    output = provenance.miou_output(cfg, epoch, dataset)
+    if output.reusable:
         return read_json(path, "an mIoU result", "evaluation.py -miou (with the same settings)",
                          ("miou", "class_iou"))
-    dataset = build_dataset("Cityscapes", cfg, split="val")
     device = default_device()
     model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
     confusion = 0
@@ -358,6 +364,7 @@ def miou_of_epoch(cfg, epoch):
                                                  dataset.num_classes, dataset.void_id)
     result = {"miou": mean_iou(confusion), "class_iou": _json_safe(class_ious(confusion).tolist())}
     write_json(path, result)
+    output.done()
     return result
 
 
@@ -389,6 +396,23 @@ def _block(title, columns, rows):
     return lines + [f"{label:24}" + "".join(f"{c:>9}" for c in cells) for label, cells in rows]
 
 
+def _settings(results, section):
+    """The settings the section was computed with (None: not recorded, written by an older version)."""
+    return results.get("configs", {}).get(section, {}).get("settings")
+
+
+def results_title(model, valset, results) -> str:
+    """The table's first line: network, data set and the settings of each section shown, those of
+    the run that computed it."""
+    shown = []
+    for section in (s for s in provenance.SECTION_SETTINGS if s in results):
+        settings = _settings(results, section)
+        text = ("settings unknown" if settings is None
+                else ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in settings.items()))
+        shown.append(f"{section} ({text})" if text else section)
+    return "; ".join([f"{model} on {valset}", *shown])
+
+
 def results_table(results):
     """The printed summary. Main block: pixel metrics (paper protocol), FP/FN segments, mean F1 (of
     Meta-OoD's segments) and mIoU, in %; on a SegmentMeIfYouCan set that benchmark's leaderboard columns;
@@ -411,7 +435,7 @@ def results_table(results):
                  for label, run in runs]
     leaderboard = [(label, [percent(smiyc.get(run, {}).get(k)) for k in ("ap", "fpr95", "siou_gt", "ppv", "mean_f1")])
                    for label, run in runs]
-    bins = results.get("config", {}).get("bins")
+    bins = (_settings(results, "pixel") or {}).get("bins", "unknown")
     track = smiyc.get("config", {}).get("track")
     blocks = [_block("pixel metrics: paper protocol; segments: FP/FN counts; mean F1 of Meta-OoD's segments; in %",
                      ("AUROC", "FPR95", "AUPRC", "FP", "FN", "mean F1", "mIoU"), main),
@@ -433,9 +457,10 @@ def _written_folders(cfg):
 
 
 def evaluate(cfg, pixel=True, segment=True, miou=False, smiyc=False):
-    """Runs the chosen evaluations and saves their numbers with this run's configuration; the
-    sections of the other evaluations stay as an earlier run saved them (so `-miou` after
-    `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
+    """Runs the chosen evaluations and saves their numbers, each section with its settings and the
+    identity of its inputs (results['configs']); the sections of the other evaluations stay as an
+    earlier run saved them (so `-miou` after `-pixel -segment` adds the mIoU to the table), unless
+    their inputs changed since. Returns every saved number."""
     if pixel or segment or smiyc:
         require_labels(cfg.VALSET, cfg)
     if smiyc:
@@ -445,7 +470,11 @@ def evaluate(cfg, pixel=True, segment=True, miou=False, smiyc=False):
     path = paths.evaluation_file(cfg)
     results = (read_json(path, "evaluation results", "evaluation.py (with the same settings)")
                if os.path.exists(path) else {})
-    results["config"] = dataclasses.asdict(cfg)
+    results.pop("config", None)  # an older version's: the last run's settings, whatever sections it computed
+    results.setdefault("configs", {})
+    computed = [section for section, chosen in (("pixel", pixel), ("segment", segment), ("miou", miou)) if chosen]
+    runs = evaluated_epochs(cfg)
+    provenance.drop_changed_sections(cfg, results, path, computed, runs)
     if pixel:
         results["pixel"] = pixel_evaluation(cfg)
     if segment:
@@ -454,10 +483,11 @@ def evaluate(cfg, pixel=True, segment=True, miou=False, smiyc=False):
         results["miou"] = miou_evaluation(cfg)
     if smiyc:
         results["smiyc"] = smiyc_evaluation(cfg)
+    for section in computed:
+        results["configs"][section] = provenance.section_config(cfg, section, runs)
     results = _json_safe(results)
     write_json(path, results)
     with atomic_path(paths.table_file(cfg)) as tmp, open(tmp, "w") as f:
-        f.write(f"{cfg.MODEL} on {cfg.VALSET}, entropy threshold {cfg.entropy_threshold}, score {cfg.score}\n"
-                f"{results_table(results)}\n")
+        f.write(f"{results_title(cfg.MODEL, cfg.VALSET, results)}\n{results_table(results)}\n")
     logger.info("results saved to %s, pictures in %s", path, paths.plots_dir(cfg))
     return results

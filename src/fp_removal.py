@@ -2,8 +2,9 @@
 
 Reads every image's metrics and components maps, runs the cross-validated meta classifier
 and saves its scores, FP/FN counts and per-segment decisions as one JSON file
-(`paths.meta_classifier_file`). An existing result is read back instead of recomputed, unless
-the probs files are now of other images.
+(`paths.meta_classifier_file`). An existing result is read back instead of recomputed when it was
+computed from the same segment search outputs and cross-validation settings (src/provenance.py)
+and is of the images of the probs files.
 """
 import dataclasses
 import logging
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from src import paths
+from src import paths, provenance
 from src.atomic import read_json, remove_stale_temporaries, write_json
 from src.errors import MetaOodError
 from src.formatting import percent
@@ -52,9 +53,8 @@ def segment_search_files(cfg, epoch, indices):
 
 
 def _saved_result(path, indices):
-    """The result saved at `path` if it is of the images `indices` (None if absent or of other images)."""
-    if not os.path.exists(path):
-        return None
+    """The result saved at `path` if it is of the images `indices` (None if of other images: a file
+    without a record of its inputs may be)."""
     saved = read_json(path, "a meta classifier result", RERUN, SAVED_KEYS)
     if saved["image_ids"] != indices:
         logger.info("meta classifier result %s is of other images (%d) than the probs files now (%d): "
@@ -70,7 +70,8 @@ def remove_false_positives(cfg, epoch) -> dict:
     path = paths.meta_classifier_file(cfg, epoch)
     remove_stale_temporaries(os.path.dirname(path))
     indices = probs_indices(cfg, epoch)
-    saved = _saved_result(path, indices)
+    output = provenance.meta_classifier_output(cfg, epoch, indices)
+    saved = _saved_result(path, indices) if output.reusable else None
     if saved is not None:
         return saved
     files = segment_search_files(cfg, epoch, indices)
@@ -81,6 +82,7 @@ def remove_false_positives(cfg, epoch) -> dict:
                                     seed=cfg.seed, n_jobs=cfg.segment_workers, image_ids=indices)
     saved = {"image_ids": indices, **result.to_dict()}
     write_json(path, saved)
+    output.done()
     logger.info("meta classifier: %d segments, AUROC %s, AUPRC %s, accuracy %s (%%); FP %d -> %d, "
                 "FN %d -> %d (%d true positives removed); saved %s", result.n_segments,
                 percent(result.auroc, "n/a"), percent(result.auprc, "n/a"), percent(result.accuracy, "n/a"),

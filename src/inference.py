@@ -1,6 +1,7 @@
 """Softmax outputs of a network on an evaluation set, one probs file per image (src/probs_file.py).
 
-Files are written atomically, so a re-run only computes the images still missing.
+Files are written atomically, so a re-run only computes the images still missing, and those whose
+recorded weights or data changed (src/provenance.py).
 """
 import logging
 import os
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src import paths
+from src import paths, provenance
 from src.atomic import remove_stale_temporaries
 from src.run_log import progress
 from src.dataset import build_dataset
@@ -94,10 +95,11 @@ def network_at_epoch(cfg: RunConfig, epoch: int, num_classes: int, device):
 
 
 def write_probs(cfg: RunConfig, epoch: int) -> int:
-    """Writes the probs files of every image of cfg.VALSET still missing; returns how many."""
+    """Writes the probs files of every image of cfg.VALSET still missing or computed from other inputs;
+    returns how many."""
     remove_stale_temporaries(paths.probs_dir(cfg, epoch))
     dataset = build_dataset(cfg.VALSET, cfg)
-    pending = [i for i in range(len(dataset)) if not os.path.exists(paths.probs_file(cfg, epoch, i))]
+    record, pending = provenance.pending_probs(cfg, epoch, dataset)
     logger.info("%s: %d of %d images to run through the network (%s)", cfg.VALSET, len(pending),
                 len(dataset), paths.probs_dir(cfg, epoch))
     if not pending:
@@ -111,4 +113,5 @@ def write_probs(cfg: RunConfig, epoch: int) -> int:
         stored_logits = logits.cpu().numpy() if cfg.store_logits else None
         write_probs_file(paths.probs_file(cfg, epoch, i), probs, gt_train, gt_label, dataset.images[i],
                          stored_logits)
+        record.done(paths.probs_file(cfg, epoch, i))
     return len(pending)

@@ -155,6 +155,15 @@ def submission_file(cfg: RunConfig, method: str, dataset_name: str, frame_id: st
     """anomaly_p/<method>/<data set name>/<frame id>.hdf5, the benchmark's name of a frame's file."""
     return os.path.join(submission_root(cfg), method, dataset_name, f"{frame_id}.hdf5")
 
+def identity_file(folder: str) -> str:
+    """The record of the inputs each cached output in `folder` was computed from (src/provenance.py)."""
+    return os.path.join(folder, "identity.json")
+
+
+def weights_hash_cache(cfg: RunConfig) -> str:
+    """The sha256 digests of the checkpoint files hashed so far, by path, size and mtime (JSON)."""
+    return os.path.join(cfg.io_root, "cache", "weights_sha256.json")
+
 
 def log_file(cfg: RunConfig, script: str, stamp: str) -> str:
     """The log of one script run, named by the script and its start time."""

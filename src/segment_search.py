@@ -3,9 +3,9 @@
 For each probs file of an evaluation run it writes, atomically, the metrics and the
 components map of the predicted OoD segments and of the ground-truth OoD segments
 (`paths.metrics_file` / `paths.components_file`, .npz files: see src/segment_files.py).
-Images whose four outputs exist are skipped, so an interrupted search resumes where it
-stopped; the workers of a parallel search end with the process that started them, also
-when it is killed.
+Images whose four outputs exist and were computed from the same probs and threshold are skipped
+(src/provenance.py), so an interrupted search resumes where it stopped; the workers of a parallel
+search end with the process that started them, also when it is killed.
 """
 import logging
 import multiprocessing
@@ -13,7 +13,7 @@ import os
 import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from src import paths
+from src import paths, provenance
 from src.atomic import remove_stale_temporaries
 from src.metaseg import compute_metrics_components, compute_metrics_mask
 from src.probs_file import ProbsError, read_probs
@@ -64,18 +64,21 @@ def probs_indices(cfg, epoch):
 
 
 def _searched(cfg, epoch, indices, ood_index):
-    """Searches the images, in-process or over cfg.segment_workers processes; yields once per image."""
+    """Searches the images, in-process or over cfg.segment_workers processes; yields each image's index
+    when it is done."""
     if cfg.segment_workers == 1 or len(indices) <= 1:
         for index in indices:
-            yield search_image(cfg, epoch, index, ood_index)
+            search_image(cfg, epoch, index, ood_index)
+            yield index
         return
     # forkserver: workers never inherit the threads (torch, BLAS) of the calling process
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(cfg.segment_workers, mp_context=context, **ending_with_this_process()) as pool:
-        futures = [pool.submit(search_image, cfg, epoch, index, ood_index) for index in indices]
+        futures = {pool.submit(search_image, cfg, epoch, index, ood_index): index for index in indices}
         try:
             for future in as_completed(futures):
-                yield future.result()
+                future.result()
+                yield futures[future]
         finally:  # after a failure, do not start the images still waiting
             for future in futures:
                 future.cancel()
@@ -93,12 +96,13 @@ def run_segment_search(cfg, epoch, ood_index):
     for path in output_files(cfg, epoch, 0):  # one in each folder the search writes
         remove_stale_temporaries(os.path.dirname(path))
     indices = probs_indices(cfg, epoch)
-    pending = [i for i in indices if not all(os.path.exists(f) for f in output_files(cfg, epoch, i))]
+    record, pending = provenance.pending_segments(
+        cfg, epoch, indices, lambda i: all(os.path.exists(f) for f in output_files(cfg, epoch, i)))
     logger.info("segment search: %d of %d images from %s still to do, %d worker(s), entropy threshold %s",
                 len(pending), len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers,
                 cfg.entropy_threshold)
-    for _ in progress(_searched(cfg, epoch, pending, ood_index), total=len(pending),
-                  desc="segment search", unit="image"):
-        pass
+    for index in progress(_searched(cfg, epoch, pending, ood_index), total=len(pending),
+                          desc="segment search", unit="image"):
+        record.done(paths.metrics_file(cfg, epoch, index))
     logger.info("segment search: outputs of %d images in %s", len(indices), paths.metaseg_dir(cfg))
     return len(pending), len(indices) - len(pending)

@@ -167,6 +167,9 @@ _DECLARED = [
       ("-batch", "--batch", "--batch_size"), "params", check=positive_int),
     S("no_init_ckpt", "start from random weights instead of --init_ckpt (only with -epoch 0)", (TRAIN,),
       switch=True, default=False),
+    S("restart", "train from -epoch again, first deleting this run's checkpoints of later epochs (a re-run "
+      "otherwise continues after the last one, and refuses one trained from other weights, data or settings)",
+      (TRAIN,), switch=True, default=False),
     S("coco_background_void", "treat COCO background as void; the default trains it as road, as the paper",
       (TRAIN,), switch=True, default=False),
     S("amp", "bf16 autocast of the network's forward and backward pass", (TRAIN,),

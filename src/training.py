@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from src import paths
+from src import paths, provenance
 from src.atomic import atomic_path, read_json_lines, remove_stale_temporaries, write_json_lines
 from src.run_log import progress
 from src.errors import MetaOodError
@@ -104,23 +105,46 @@ def _resume_point(cfg: RunConfig) -> tuple:
     """(epoch, checkpoint) of the last finished epoch of this run that is saved, else (the starting
     epoch, None); the checkpoint is returned so that its file is read only once.
 
-    Re-running an interrupted command continues after its last saved epoch; a checkpoint of
-    a run with other settings is an error rather than a silent mix of two runs.
+    Re-running an interrupted command continues after its last saved epoch; a checkpoint of a run
+    with other settings, starting weights or training data is an error rather than a silent mix of
+    two runs (--restart trains again instead).
     """
     first, last = cfg.training_starting_epoch, cfg.training_starting_epoch + cfg.num_training_epochs
+    if cfg.restart:  # the later checkpoints are deleted (train): none is resumed
+        return first, None
     for epoch in range(last, first, -1):
         path = paths.checkpoint_path(cfg, epoch)
         if os.path.exists(path):
             saved = read_checkpoint(path)
-            settings = saved.get("config", {})
-            differ = [k for k in _RUN_DEFINING if k in settings and settings[k] != getattr(cfg, k)]
-            if differ:
-                raise TrainingError(
-                    f"{path} exists from a run with other settings "
-                    f"({', '.join(f'{k}={settings[k]!r}, now {getattr(cfg, k)!r}' for k in differ)}); "
-                    "delete it or choose another --weights_dir")
+            changed = _changes(cfg, path, saved)
+            if changed:
+                raise TrainingError(f"{path} is of a run with other inputs ({changed}): --restart trains from "
+                                    f"epoch {first} again, deleting this run's later checkpoints; or choose "
+                                    "another --weights_dir")
             return epoch, saved
     return first, None
+
+
+def _changes(cfg: RunConfig, path, saved) -> str:
+    """What differs between the run that saved `saved` (at `path`) and this one: the run-defining
+    settings, the starting weights, the training data; '' if nothing."""
+    settings = saved.get("config", {})
+    recorded = {k: settings[k] for k in _RUN_DEFINING if k in settings}
+    now = {k: getattr(cfg, k) for k in recorded}
+    if "provenance" not in saved:
+        logger.info("%s has no record of its starting weights and training data (written by an older "
+                    "version): only its settings are compared", path)
+        return provenance.changes(recorded, now)
+    identity = provenance.training_identity(cfg, build_dataset(cfg.TRAINSET, cfg))
+    return provenance.changes({**recorded, **saved["provenance"]}, {**now, **identity})
+
+
+def _later_checkpoints(cfg: RunConfig) -> list:
+    """The checkpoints of this run (network, alpha) of the epochs after -epoch."""
+    folder = paths.weights_dir(cfg)
+    found = [re.search(r"_epoch_(\d+)_", name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])]
+    epochs = sorted({int(m.group(1)) for m in found if m and int(m.group(1)) > cfg.training_starting_epoch})
+    return [paths.checkpoint_path(cfg, e) for e in epochs if os.path.exists(paths.checkpoint_path(cfg, e))]
 
 
 def _starting_checkpoint(cfg: RunConfig, epoch: int, saved):
@@ -198,7 +222,7 @@ def _mean_over_processes(total: float, count: int, device) -> float:
     return total / count
 
 
-def _save(cfg, proc, model, optimizer, epoch, loss, summary):
+def _save(cfg, proc, model, optimizer, epoch, loss, identity, summary):
     if not proc.is_main:
         return
     path = paths.checkpoint_path(cfg, epoch)
@@ -210,7 +234,8 @@ def _save(cfg, proc, model, optimizer, epoch, loss, summary):
                     "state_dict": checkpoint_state_dict(model, cfg.MODEL),
                     "optimizer_state_dict": optimizer.state_dict(),
                     "loss": loss,
-                    "config": dataclasses.asdict(cfg)}, f)
+                    "config": dataclasses.asdict(cfg),
+                    "provenance": identity}, f)
     summary.checkpoints_written.append(path)
     logger.info("saved %s (epoch %d, mean loss %.6f)", path, epoch, loss)
 
@@ -270,6 +295,10 @@ def train(cfg: RunConfig) -> TrainSummary:
     end = cfg.training_starting_epoch + cfg.num_training_epochs
     if proc.is_main:
         remove_stale_temporaries(paths.weights_dir(cfg))
+        if cfg.restart:
+            for path in _later_checkpoints(cfg):
+                os.remove(path)
+                logger.info("--restart: deleted %s", path)
         if start == end:
             logger.info("nothing to train: epoch %d, the last of this run, is done", end)
         elif start > cfg.training_starting_epoch:
@@ -281,13 +310,14 @@ def train(cfg: RunConfig) -> TrainSummary:
     dataset = build_dataset(cfg.TRAINSET, cfg, transform=training_transform(cfg.crop_size))
     if proc.is_main:
         _warn_if_upscaled(dataset.images, cfg.crop_size)
+    identity = provenance.training_identity(cfg, dataset)
     if proc.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     for epoch in range(start, end):
         loss, iteration_losses = _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary)
         summary.epochs.append(epoch + 1)
         summary.losses.append(loss)
-        _save(cfg, proc, model, optimizer, epoch + 1, loss, summary)
+        _save(cfg, proc, model, optimizer, epoch + 1, loss, identity, summary)
         if proc.is_main:
             _record_losses(cfg, epoch + 1, iteration_losses, loss)
     return summary

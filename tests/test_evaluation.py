@@ -7,17 +7,34 @@ import h5py
 import numpy as np
 import pytest
 
-from src import evaluation, paths
+from src import evaluation, paths, provenance
 from src.atomic import read_json, write_npz
 from src.errors import MetaOodError
 from src.scores import energy_score, normalized_entropy
 from src.settings import default_config
 from tests.test_atomic import killed_while_writing
+from tests.test_segment_search import EPOCH, write_probs_files
 
 
 @pytest.fixture
 def cfg(tmp_path):
     return dataclasses.replace(default_config(), io_root=str(tmp_path), VALSET="Fishyscapes")
+
+
+INPUTS = {"weights": {"baseline": {"sha256": "ab" * 32}}, "data": {"images": 3, "sha256": "cd" * 32}}
+
+
+@pytest.fixture
+def fixed_inputs(monkeypatch):
+    """Every section of the results is of the same inputs (no data set is read for them)."""
+    monkeypatch.setattr(provenance, "section_inputs", lambda cfg, section, runs: INPUTS)
+
+
+@pytest.fixture
+def probs(cfg, monkeypatch):
+    """Probs files of epoch EPOCH without a record (as another program writes them); none is written here."""
+    write_probs_files(cfg)
+    monkeypatch.setattr(evaluation, "write_probs", lambda cfg, epoch: 0)
 
 
 def write_h5(path, **datasets):
@@ -72,7 +89,7 @@ def test_meta_row_of_a_baseline_only_run_shows_the_baseline_pixel_metrics():
     assert meta_row.split()[3:8] == ["90.00", "20.00", "50.00", "1", "2"]
 
 
-def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch):
+def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch, fixed_inputs):
     pixel = {"baseline": {p: {"auroc": 0.9, "fpr95": 0.2, "auprc": 0.5} for p in ("paper", "exact")}}
     monkeypatch.setattr(evaluation, "pixel_evaluation", lambda cfg: pixel)
     monkeypatch.setattr(evaluation, "segment_evaluation", lambda cfg: {"baseline": {"fp": 3, "fn": 1}})
@@ -81,7 +98,10 @@ def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch)
     monkeypatch.setattr(evaluation, "segment_evaluation", lambda cfg: {"baseline": {"fp": 2, "fn": 0}})
     results = evaluation.evaluate(dataclasses.replace(cfg, bins=50), pixel=False, segment=True, miou=True)
     assert results["pixel"] == pixel and results["miou"] == {"baseline": {"miou": 0.7}}
-    assert results["segment"] == {"baseline": {"fp": 2, "fn": 0}} and results["config"]["bins"] == 50
+    assert results["segment"] == {"baseline": {"fp": 2, "fn": 0}}
+    # each section keeps the settings of the run that computed it
+    assert results["configs"]["pixel"] == {"settings": {"score": "entropy", "bins": 10000}, "inputs": INPUTS}
+    assert results["configs"]["segment"] == {"settings": {"entropy_threshold": 0.7, "cv": "loo"}, "inputs": INPUTS}
     assert read_json(paths.evaluation_file(cfg), "evaluation results", "evaluation.py") == results
     with open(paths.table_file(cfg)) as f:
         baseline_row = next(line for line in f if line.startswith("baseline"))
@@ -103,30 +123,33 @@ def _one_line_error(call, path, rerun):
     assert "\n" not in message
 
 
-def test_damaged_saved_histograms_are_a_one_line_error(cfg):
-    path = _damaged(paths.histograms_file(cfg, 0))
-    _one_line_error(lambda: evaluation.score_histograms(cfg, 0), path, "evaluation.py -pixel (with the same settings)")
+def test_damaged_saved_histograms_are_a_one_line_error(cfg, probs):
+    path = _damaged(paths.histograms_file(cfg, EPOCH))
+    _one_line_error(lambda: evaluation.score_histograms(cfg, EPOCH), path,
+                    "evaluation.py -pixel (with the same settings)")
     edges, counts = np.linspace(0, 1, 11), np.zeros(10, np.int64)
     write_npz(path, {"paper_edges": edges, "paper_in": counts, "paper_out": counts})
-    _one_line_error(lambda: evaluation.score_histograms(cfg, 0), path, "evaluation.py -pixel (with the same settings)")
+    _one_line_error(lambda: evaluation.score_histograms(cfg, EPOCH), path,
+                    "evaluation.py -pixel (with the same settings)")
     write_npz(path, {f"{p}_{k}": a for p in ("paper", "exact") for k, a in
                      (("edges", edges), ("in", counts), ("out", counts[:-1]))})
     with pytest.raises(MetaOodError, match=r"paper edges, counts in and out float64 \(11,\), int64 \(10,\), "
                                            r"int64 \(9,\); expected score histograms"):
-        evaluation.score_histograms(cfg, 0)
+        evaluation.score_histograms(cfg, EPOCH)
 
 
-def test_saved_histograms_are_read_back(cfg):
+def test_saved_histograms_are_read_back(cfg, probs):
     edges, counts_in, counts_out = np.linspace(0, 1, 11), np.arange(10), np.arange(10)[::-1].copy()
-    write_npz(paths.histograms_file(cfg, 0), {f"{p}_{k}": a for p in ("paper", "exact") for k, a in
-                                                    (("edges", edges), ("in", counts_in), ("out", counts_out))})
-    for edges_got, in_got, out_got in evaluation.score_histograms(cfg, 0).values():
+    write_npz(paths.histograms_file(cfg, EPOCH), {f"{p}_{k}": a for p in ("paper", "exact") for k, a in
+                                                  (("edges", edges), ("in", counts_in), ("out", counts_out))})
+    for edges_got, in_got, out_got in evaluation.score_histograms(cfg, EPOCH).values():
         np.testing.assert_array_equal(edges_got, edges)
         np.testing.assert_array_equal(in_got, counts_in)
         np.testing.assert_array_equal(out_got, counts_out)
 
 
-def test_a_damaged_miou_file_is_a_one_line_error(cfg):
+def test_a_damaged_miou_file_is_a_one_line_error(cfg, demo_data):
+    cfg = dataclasses.replace(cfg, cityscapes_root=str(demo_data["Cityscapes"]))
     path = _damaged(paths.miou_file(cfg, 0), b'{"class_iou": []}')
     _one_line_error(lambda: evaluation.miou_of_epoch(cfg, 0), path, "evaluation.py -miou (with the same settings)")
 
@@ -137,7 +160,7 @@ def test_a_damaged_results_file_is_a_one_line_error(cfg, monkeypatch):
     _one_line_error(lambda: evaluation.evaluate(cfg), path, "evaluation.py (with the same settings)")
 
 
-def test_evaluation_removes_what_a_killed_evaluation_left(cfg, monkeypatch):
+def test_evaluation_removes_what_a_killed_evaluation_left(cfg, monkeypatch, fixed_inputs):
     cfg = dataclasses.replace(cfg, val_epoch=1)
     for name in ("pixel_evaluation", "segment_evaluation", "miou_evaluation"):
         monkeypatch.setattr(evaluation, name, lambda cfg: {})

@@ -73,9 +73,10 @@ def test_a_new_evaluation_set_runs_through_both_scripts(puddles, tmp_path, capsy
     assert run_main(evaluation.main, [*argv, "-pixel", "-segment"]) == 0
     cfg = parse_run_config("evaluation", argv)
     assert paths.eval_name(cfg) == "puddles_eval"
-    assert sorted(os.listdir(paths.probs_dir(cfg, 0))) == [f"probs{i}.hdf5" for i in range(3)]
+    folder = paths.probs_dir(cfg, 0)
+    assert sorted(os.listdir(folder)) == sorted([f"probs{i}.hdf5" for i in range(3)] + ["identity.json"])
     results = json.loads(open(paths.evaluation_file(cfg)).read())
-    assert results["config"]["VALSET"] == "Puddles" and results["config"]["puddles_root"] == str(puddles)
+    assert results["configs"]["pixel"]["inputs"]["data"]["images"] == 3
     assert set(results["pixel"]["baseline"]) == {"paper", "exact"}
     assert "Puddles" in capsys.readouterr().out
 

@@ -75,4 +75,6 @@ def test_the_removal_removes_what_a_killed_removal_left(searched):
     path = paths.meta_classifier_file(searched, EPOCH)
     left = killed_while_writing(path)
     remove_false_positives(searched, EPOCH)
-    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)] and not os.path.exists(left)
+    folder = os.path.dirname(path)
+    assert sorted(os.listdir(folder)) == sorted(map(os.path.basename, (path, paths.identity_file(folder))))
+    assert not os.path.exists(left)

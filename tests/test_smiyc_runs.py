@@ -3,6 +3,7 @@ benchmark's protocol on each set (against scikit-learn on the scores and labels)
 submission files (format, names, values, a re-run that skips finished frames), and test splits, whose
 labels are withheld."""
 import logging
+import glob
 import os
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def test_submission_of_a_test_split_without_labels(flags, caplog):
         assert "segment search and false-positive removal skipped: the labels of RoadAnomaly21 test are withheld" \
             in caplog.text
     cfg = parse_run_config("evaluation", [*argv, "--submission"])
-    assert len(os.listdir(paths.probs_dir(cfg, 1))) == 3 and not os.path.exists(paths.metaseg_dir(cfg))
+    assert len(glob.glob(os.path.join(paths.probs_dir(cfg, 1), "probs*.hdf5"))) == 3 and not os.path.exists(paths.metaseg_dir(cfg))
     assert run_main(evaluation.main, [*argv, "--submission"]) == 0
     dataset = build_dataset("RoadAnomaly21", cfg)
     plain, meta = paths.submission_methods(cfg, 1)

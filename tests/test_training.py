@@ -36,7 +36,7 @@ def test_two_iterations_write_a_checkpoint_that_loads_strictly(cfg):
     path = paths.checkpoint_path(cfg, 1)
     assert summary.checkpoints_written == [path] and len(summary.iteration_losses) == 2
     saved = read_checkpoint(path)
-    assert set(saved) == {"epoch", "state_dict", "optimizer_state_dict", "loss", "config"}
+    assert set(saved) == {"epoch", "state_dict", "optimizer_state_dict", "loss", "config", "provenance"}
     assert saved["epoch"] == 1 and saved["config"]["pareto_alpha"] == 0.9
     assert saved["loss"] == pytest.approx(sum(summary.iteration_losses) / 2)
     model = load_network(MODEL, 19, path, device="cpu")
@@ -114,11 +114,12 @@ def test_rerun_continues_after_the_last_saved_epoch(cfg):
 
 
 def test_a_finished_run_returns_before_loading_data_or_network(cfg, monkeypatch):
+    """Only the training set's file list is read, to check that the checkpoint is of the same data."""
     train(cfg)
 
     def not_needed(*args, **kwargs):
         raise AssertionError("loaded although every epoch is saved")
-    monkeypatch.setattr(training, "build_dataset", not_needed)
+    monkeypatch.setattr(CityscapesCOCO, "raw_item", not_needed)
     monkeypatch.setattr(training, "load_network", not_needed)
     summary = train(cfg)
     assert summary.epochs == summary.checkpoints_written == summary.iteration_losses == []
@@ -180,7 +181,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(cfg, monkeypatch):
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(cfg):
     train(cfg)
-    with pytest.raises(TrainingError, match=r"exists from a run with other settings \(learning_rate=0.001, now 0.01\)"):
+    with pytest.raises(TrainingError, match=r"is of a run with other inputs \(learning_rate 0.001 -> 0.01\): "
+                                            r"--restart trains from epoch 0 again"):
         train(dataclasses.replace(cfg, learning_rate=1e-2))
 
 

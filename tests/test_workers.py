@@ -20,14 +20,18 @@ def test_the_segment_search_workers_end_with_a_killed_script(tmp_path):
     cfg = parse_run_config("meta_classification", command[1:])
     write_probs_files(cfg, n_images=N_IMAGES)
     metrics = os.path.dirname(paths.metrics_file(cfg, EPOCH, 0))
+    record = os.path.basename(paths.identity_file(metrics))  # written before the workers start
+
+    def written():
+        return set(os.listdir(metrics)) - {record} if os.path.isdir(metrics) else set()
 
     def searching(pid):
         """The run's processes once a worker writes the first image's metrics."""
-        return os.path.isdir(metrics) and os.listdir(metrics) and group_processes(pid)
+        return written() and group_processes(pid)
     running = killed(command, searching, gone_within=3)
     # the script, the fork server and its 2 workers (all with the fork server's command line)
     assert sum("multiprocessing.forkserver" in c for c in running.values()) == 3
-    assert len(os.listdir(metrics)) < N_IMAGES
+    assert len(written()) < N_IMAGES
 
 
 # The meta classifier's cross-validation over 2 joblib (loky) workers, which stay for the next

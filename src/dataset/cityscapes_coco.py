@@ -50,6 +50,11 @@ class CityscapesCOCO(Dataset):
         return len(self.coco) if self.coco is not None else 0
 
     @property
+    def parts(self) -> list:
+        """The data sets it draws from (what its identity is made of, src/provenance.py)."""
+        return [self.cityscapes] + ([self.coco] if self.coco is not None else [])
+
+    @property
     def images(self) -> list:
         return self.cityscapes.images + [self.coco.images[j] for j in self.coco_indices]
 

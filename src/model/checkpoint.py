@@ -34,11 +34,12 @@ class CheckpointError(MetaOodError, RuntimeError):
     """A checkpoint file that is missing, unreadable or does not fit the network."""
 
 
-def read_checkpoint(path):
-    """The object stored in `path`, tensors on the CPU; never runs code from the file."""
+def read_checkpoint(path, mmap=False):
+    """The object stored in `path`, tensors on the CPU; never runs code from the file. `mmap`: the
+    tensors are mapped, not read (for a look at the plain data beside them)."""
     try:
         with torch.serialization.safe_globals(_SAFE_NUMPY_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as err:  # torch raises many kinds (pickle, zip, runtime) for a bad file

@@ -15,6 +15,7 @@ from PIL import Image
 from preparation.make_demo_data import coco_kept_count
 from src.dataset import (COCO, DATASETS, Cityscapes, CityscapesCOCO, DatasetError, Fishyscapes, LostAndFound,
                          build_dataset)
+from src.dataset.base import SegmentationDataset
 from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_transform, training_transform
 from src.settings import default_config
 from tests.fixtures_data import TINY, fishyscapes_official_image
@@ -529,3 +530,14 @@ def test_size_mismatch_found_when_loaded(demo_data, tmp_path):
     Image.open(ds.targets[0]).crop((0, 0, 100, 100)).save(ds.targets[0])
     with pytest.raises(DatasetError, match=f"image and label sizes differ: {ds.images[0]} .*{ds.targets[0]} is 100x100"):
         ds[0]
+
+
+def test_a_data_set_without_declared_label_values_takes_its_train_ids(tmp_path):
+    class Ponds(SegmentationDataset):
+        train_id_in, train_id_out = 0, 1
+    label = tmp_path / "0000.png"
+    Image.fromarray(np.array([[0, 1, 255, 77]], np.uint8)).save(label)
+    Image.fromarray(np.zeros((1, 4, 3), np.uint8)).save(tmp_path / "0000.jpg")
+    with pytest.raises(DatasetError, match=f"label {label} holds unexpected values 77: expected Ponds train ids "
+                                           "0, 1, 255$"):
+        Ponds([str(tmp_path / "0000.jpg")], [str(label)])[0]

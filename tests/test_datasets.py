@@ -15,6 +15,7 @@ from PIL import Image
 from preparation.make_demo_data import coco_kept_count
 from src.dataset import (COCO, DATASETS, Cityscapes, CityscapesCOCO, DatasetError, Fishyscapes, LostAndFound,
                          LostAndFoundNoKnown, RoadAnomaly21, RoadObstacle21, build_dataset)
+from src.dataset.base import SegmentationDataset
 from src.dataset.lost_and_found_no_known import kept_frames
 from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_transform, training_transform
 from src.settings import default_config, parse_run_config
@@ -654,3 +655,13 @@ def test_smiyc_validation_frame_without_labels(demo_smiyc, tmp_path):
     with pytest.raises(DatasetError, match="RoadObstacle21 images folder not found: .*dataset_ObstacleTrack/images "
                                            r"\(expected files .*/dataset_ObstacleTrack/images/<fid>.webp"):
         RoadObstacle21(str(tmp_path))
+
+def test_a_data_set_without_declared_label_values_takes_its_train_ids(tmp_path):
+    class Ponds(SegmentationDataset):
+        train_id_in, train_id_out = 0, 1
+    label = tmp_path / "0000.png"
+    Image.fromarray(np.array([[0, 1, 255, 77]], np.uint8)).save(label)
+    Image.fromarray(np.zeros((1, 4, 3), np.uint8)).save(tmp_path / "0000.jpg")
+    with pytest.raises(DatasetError, match=f"label {label} holds unexpected values 77: expected Ponds train ids "
+                                           "0, 1, 255$"):
+        Ponds([str(tmp_path / "0000.jpg")], [str(label)])[0]

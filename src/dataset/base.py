@@ -125,7 +125,12 @@ class SegmentationDataset(Dataset):
     train_id_out = 254
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
-    label_values: LabelValues  # of the label files (targets)
+
+    @property
+    def label_values(self) -> LabelValues:
+        """The values of the label files (targets): train ids in, out and void, unless a data set
+        declares others (a class attribute)."""
+        return LabelValues.of(f"{type(self).__name__} train ids", (self.train_id_in, self.train_id_out, self.void_id))
 
     def __init__(self, images: list, targets: list, transform=None, check_sizes: bool = True):
         self.images = images

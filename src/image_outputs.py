@@ -67,10 +67,17 @@ def run_histograms(cfg) -> dict:
 
 
 def histogram_shares(cfg, score, gt_train) -> dict:
-    """{protocol: pixel_metrics.ImageHistogram} of one image's score map."""
+    """{protocol: pixel_metrics.ImageHistogram} of one image's score map; the paper protocol's from the
+    exact protocol's bins where its grid is a coarsening of theirs (ScoreHistogram.share_from)."""
     dataset = DATASETS[cfg.VALSET]
     values = pixel_scores(score, gt_train, dataset.train_id_in, dataset.train_id_out)
-    return {protocol: histogram.image_histogram(*values) for protocol, histogram in run_histograms(cfg).items()}
+    histograms = run_histograms(cfg)
+    exact = histograms["exact"].image_histogram(*values)
+    if "paper" not in histograms:
+        return {"exact": exact}
+    paper = histograms["paper"]
+    return {"paper": paper.share_from(histograms["exact"], exact, score.dtype) or paper.image_histogram(*values),
+            "exact": exact}
 
 
 def probs_score(cfg, path, *names):

@@ -139,6 +139,22 @@ class ScoreHistogram:
                                  for v in (values_in, values_out))
         return ImageHistogram(counts_in, counts_out, low, high, exponent, first)
 
+    def share_from(self, finer, share: ImageHistogram, dtype):
+        """This bounded histogram's share of an image, from `share`, the share of the histogram `finer`
+        of the same scores (of `dtype`): the sums of groups of finer's bins, if every r-th edge of
+        finer's grid is an edge of this one's as np.histogram makes them for `dtype` (it assigns a score
+        by comparing it with them: the paper protocol's 100 float32 edges are every 100th of 10000).
+        None where the grids are not so (then image_histogram it is); no second pass over the scores."""
+        if self.value_range is None or finer.value_range != self.value_range or finer.bins % self.bins \
+                or np.dtype(dtype) not in (np.float32, np.float64):
+            return None
+        edges, fine_edges = (np.histogram_bin_edges(np.empty(0, dtype), bins=h.bins, range=h.value_range)
+                             for h in (self, finer))
+        group = finer.bins // self.bins
+        if not np.array_equal(fine_edges[::group], edges):
+            return None
+        return ImageHistogram(*(counts.reshape(self.bins, group).sum(axis=1) for counts in share[:2]))
+
     def add_image(self, image: ImageHistogram):
         """Adds one image's share (image_histogram of this histogram's bins and range, or read back)."""
         if self.value_range is not None:

@@ -298,3 +298,22 @@ def test_an_image_share_of_other_bins_is_refused():
     coarse = ScoreHistogram(10, value_range=None).image_histogram(*values)
     with pytest.raises(ValueError, match="coarser than the histogram's"):
         ScoreHistogram(1000, value_range=None).add_image(coarse)
+
+
+@pytest.mark.parametrize("dtype, bins", [(np.float32, 10000), (np.float32, 300), (np.float64, 1000),
+                                         (np.float64, 10000), (np.float32, 150)])
+def test_a_coarser_share_from_a_finer_one_is_the_share_of_the_scores(dtype, bins):
+    """The paper protocol's share from the exact protocol's bins: equal to its own pass over the scores,
+    also for scores on and next to every edge; None where the grids do not nest (then it is computed)."""
+    rng = np.random.default_rng(3)
+    edges = np.histogram_bin_edges(np.empty(0, dtype), bins=bins, range=(0.0, 1.0))
+    near = np.concatenate([np.nextafter(edges, -1), edges, np.nextafter(edges, 2)]).astype(dtype)
+    values = [np.clip(np.concatenate([near, rng.random(5000)]), 0, 1).astype(dtype), rng.random(300).astype(dtype)]
+    paper, finer = ScoreHistogram(100), ScoreHistogram(bins)
+    share = paper.share_from(finer, finer.image_histogram(*values), dtype)
+    nests = bins % 100 == 0 and np.array_equal(edges[::bins // 100],
+                                               np.histogram_bin_edges(np.empty(0, dtype), bins=100, range=(0.0, 1.0)))
+    assert (share is not None) == nests
+    if share is not None:
+        for got, expected in zip(share[:2], paper.image_histogram(*values)[:2]):
+            np.testing.assert_array_equal(got, expected)

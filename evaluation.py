@@ -10,12 +10,15 @@ protocol on a SMIYC set (RoadAnomaly21, RoadObstacle21, LostAndFound-testNoKnown
 LostAndFound). Without a flag: -pixel and -segment, and -smiyc on a SMIYC set.
 --submission: the benchmark's submission files of the network -epoch on the SMIYC set's split (test
 splits too, whose labels are withheld), of its score and of the meta-classified score.
-Missing inputs (probs files, segment search, meta classifier) are computed first. Numbers go
-to a JSON file under <io_root>, pictures under <io_root>/plots; a table is printed.
+Missing inputs (the prepare stage's outputs, segment search, meta classifier) are computed first.
+Numbers go to a JSON file under <io_root>, pictures under <io_root>/plots; a table is printed.
+
+    torchrun --nproc_per_node=N evaluation.py ...   # the network's work (prepare, mIoU) on N GPUs
 """
 import sys
 
 from src import paths
+from src.distributed import current_process, leave_process_group
 from src.errors import run_main
 from src.evaluation import evaluate, smiyc_track
 from src.run_log import recorded_run
@@ -33,11 +36,12 @@ def main(argv=None):
             submission_name(cfg)  # a set without submission is refused before any work
         if any(stages.values()):
             evaluate(cfg, **stages)
-        if cfg.submission:
+        if cfg.submission:  # every process: the network's share first
             write_submission(cfg)
-    if any(stages.values()):
+    if any(stages.values()) and current_process().is_main:
         with open(paths.table_file(cfg)) as f:
             print(f"\n{f.read()}")
+    leave_process_group()
 
 
 if __name__ == "__main__":

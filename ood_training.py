@@ -8,10 +8,11 @@ command again continues after the last saved epoch. `-h` lists every flag.
 """
 import sys
 
+from src.distributed import leave_process_group
 from src.errors import run_main
 from src.run_log import recorded_run
 from src.settings import parse_run_config
-from src.training import leave_process_group, train
+from src.training import train
 
 
 def main(argv=None):

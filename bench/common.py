@@ -53,6 +53,7 @@ EXPECTED = {
     ("evaluation", "paper metrics peak"): Expected(reference=750),
     ("evaluation", "exact metrics"): Expected(target=10),
     ("evaluation", "exact metrics, 100000 bins"): Expected(target=10),
+    ("pipeline", "compact path, per image"): Expected(target=0.25),
     ("smiyc", "seconds per frame, list"): Expected(target=0.1),
     ("smiyc", "seconds per frame, generator"): Expected(target=0.1),
 }

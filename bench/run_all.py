@@ -29,6 +29,8 @@ BENCHMARKS = {
     "metaseg": ("bench_metaseg.py", ["--repeats", "2", "--images", "2"]),
     "evaluation": ("bench_evaluation.py", ["--repeats", "2"]),
     "smiyc": ("bench_smiyc.py", ["--repeats", "1", "--frames", "10"]),
+    "pipeline": ("bench_pipeline.py", ["--images", "2", "--repeats", "2"]),
+    "gpu": ("bench_gpu.py", ["--repeats", "1"]),  # the paper's sizes on a GPU, small ones on a CPU
 }
 COLUMNS = ["benchmark", "figure", "ours", "reference", "target", "met?"]
 

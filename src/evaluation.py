@@ -11,14 +11,14 @@ For the baseline (epoch 0) and the OoD-trained network (cfg.val_epoch) on cfg.VA
             threshold, for both networks and the meta-classified score (removed segments scored
             as the score's minimum)
   miou      19-class mIoU of both networks on the Cityscapes val split
-Whatever an evaluation needs and is missing (probs files, segment search, meta classifier)
-is computed first. A re-run reads back or skips what exists and was computed from the same inputs
-(src/provenance.py): those, the score histograms, the mIoU of each network and the per-image
-panels; it writes the summaries again (the results file and table, the score-histogram and ROC /
-PR plots). Each section of the results file keeps the settings and input identities it was
-computed with.
+Whatever an evaluation needs and is missing (the prepare stage's outputs, segment search, meta
+classifier) is computed first. A re-run reads back or skips what exists and was computed from the
+same inputs (src/provenance.py): those, the score histograms, the mIoU of each network and the
+per-image panels; it writes the summaries again (the results file and table, the score-histogram
+and ROC / PR plots). Each section of the results file keeps the settings and input identities it
+was computed with. Under torchrun the network stages (prepare, mIoU) share the images between the
+processes; the rest runs on the first process.
 """
-import dataclasses
 import functools
 import logging
 import math
@@ -29,21 +29,22 @@ import numpy as np
 from src import paths, provenance
 from src.atomic import (atomic_path, read_json, read_npz, remove_stale_temporaries, unusable, write_csv, write_json,
                         write_npz)
-from src.component_metrics import ComponentAccumulator
+from src.component_metrics import ComponentAccumulator, map_component_scores
 from src.dataset import DATASETS, build_dataset, require_labels
+from src.distributed import current_process, own_share, summed
 from src.errors import MetaOodError
 from src.formatting import percent
 from src.fp_removal import remove_false_positives, removed_segments
+from src.image_outputs import has_outputs, image_histograms, image_indices, labels, run_histograms, score_of
+from src.inference import network_at_epoch, network_outputs, prepare_images
 from src.meta_classifier import MetaClassifierResult, per_image, uncovered_counts
-from src.inference import default_device, network_at_epoch, network_outputs, write_probs
 from src.miou import class_ious, confusion_matrix, mean_iou
-from src.pixel_metrics import PAPER_BINS, PROTOCOLS, ScoreHistogram, pixel_scores
+from src.pixel_metrics import PROTOCOLS
 from src.plots import plot_image_panel, plot_roc_pr, plot_score_histograms
-from src.scores import SCORE_RANGES, SCORES, score_map
-from src.probs_file import read_probs
 from src.run_log import progress
+from src.scores import SCORE_RANGES
 from src.segment_files import read_components
-from src.segment_search import probs_indices, run_segment_search
+from src.segment_search import run_segment_search
 from src.smiyc import ANOMALY, IN_DISTRIBUTION, TRACKS, VOID, smiyc_metrics
 
 logger = logging.getLogger(__name__)
@@ -52,9 +53,8 @@ RUN_LABELS = {"baseline": "baseline", "trained": "entropy training", "meta": "+ 
 
 
 def _baseline_available(cfg) -> bool:
-    """Whether the baseline can be shown beside the evaluated epoch: its checkpoint or its probs exist."""
-    probs = paths.probs_dir(cfg, 0)
-    return os.path.exists(paths.init_ckpt_path(cfg)) or (os.path.isdir(probs) and bool(os.listdir(probs)))
+    """Whether the baseline can be shown beside the evaluated epoch: its checkpoint or its outputs exist."""
+    return os.path.exists(paths.init_ckpt_path(cfg)) or has_outputs(cfg, 0)
 
 
 def evaluated_epochs(cfg):
@@ -63,8 +63,8 @@ def evaluated_epochs(cfg):
     if cfg.val_epoch == 0:
         return {"baseline": 0}
     if not _baseline_available(cfg):
-        logger.info("baseline not evaluated: neither its checkpoint %s nor its probs files %s exist",
-                    paths.init_ckpt_path(cfg), paths.probs_dir(cfg, 0))
+        logger.info("baseline not evaluated: neither its checkpoint %s nor its outputs (%s, %s) exist",
+                    paths.init_ckpt_path(cfg), paths.compact_dir(cfg, 0), paths.probs_dir(cfg, 0))
         return {"trained": cfg.val_epoch}
     return {"baseline": 0, "trained": cfg.val_epoch}
 
@@ -73,18 +73,6 @@ def meta_network(runs) -> str:
     """The run meta classification is applied to: the trained network, or the baseline alone (epoch 0).
     Its pixel scores and mIoU are those of that network: it removes segments, not pixels."""
     return "trained" if "trained" in runs else "baseline"
-
-
-# The probs-file dataset behind each input of src.scores.SCORES.
-SCORE_DATASETS = {"probs": "probabilities", "logits": "logits"}
-
-
-def _score_and(cfg, path, *names):
-    """(score map, *datasets `names`) of one probs file; of probabilities and logits only the one
-    the score needs is read (each is C times the size of a map)."""
-    source = SCORES[cfg.score][1]
-    array, *rest = read_probs(path, (SCORE_DATASETS[source], *names))
-    return (score_map(cfg.score, **{source: array}), *rest)
 
 
 # ---------------------------------------------------------------- pixel level
@@ -110,24 +98,18 @@ def _read_histograms(path):
 
 
 def score_histograms(cfg, epoch):
-    """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached)."""
+    """{'paper': (edges, counts_in, counts_out), 'exact': ...} of the score over the set (cached), from
+    each image's share (src/image_outputs.py), added in image order."""
     path = paths.histograms_file(cfg, epoch)
-    write_probs(cfg, epoch)  # first: the histograms are of the probs files as this run's inputs give them
-    indices = probs_indices(cfg, epoch)
+    indices = image_indices(cfg, epoch)  # evaluate() ran the prepare stage first
     output = provenance.histograms_output(cfg, epoch, indices)
     if output.reusable:
         return _read_histograms(path)
-    value_range = SCORE_RANGES[cfg.score]
-    histograms = {"paper": ScoreHistogram(PAPER_BINS, value_range) if value_range else None,
-                  "exact": ScoreHistogram(cfg.bins, value_range)}
-    dataset = DATASETS[cfg.VALSET]
+    histograms = run_histograms(cfg)
     for i in progress(indices, desc=f"pixel scores {paths.epoch_pattern(cfg, epoch)}"):
-        score, gt_train = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids")
-        values = pixel_scores(score, gt_train, dataset.train_id_in, dataset.train_id_out)
-        for histogram in filter(None, histograms.values()):
-            histogram.add(*values)
-    # The paper protocol is defined on 100 bins of a bounded score; an unbounded one gets the fine grid.
-    histograms["paper"] = histograms["paper"] or histograms["exact"]
+        for protocol, share in image_histograms(cfg, epoch, i).items():
+            histograms[protocol].add_image(share)
+    histograms.setdefault("paper", histograms["exact"])  # an unbounded score: the paper protocol on the fine grid
     result = {p: (h.edges, h.counts_in, h.counts_out) for p, h in histograms.items()}
     write_npz(path, {f"{p}_{k}": a for p, arrays in result.items() for k, a in zip(HISTOGRAM_ARRAYS, arrays)})
     output.done()
@@ -151,8 +133,8 @@ def pixel_evaluation(cfg):
 # ---------------------------------------------------------------- segment level
 
 def meta_classification(cfg, epoch):
-    """The saved meta classifier result of `epoch`, after running whatever stage is missing."""
-    write_probs(cfg, epoch)
+    """The saved meta classifier result of `epoch`, after running whatever stage after the prepare stage
+    is missing."""
     run_segment_search(cfg, epoch, DATASETS[cfg.VALSET].train_id_out)
     return remove_false_positives(cfg, epoch)
 
@@ -162,30 +144,35 @@ PER_IMAGE_COLUMNS = ("image", "image_file", "in_pixels", "ood_pixels", "void_pix
                      "removed_segments")
 
 
+def image_row(cfg, epoch, index, kept, iou0, before, after) -> dict:
+    """The per-image table's row (PER_IMAGE_COLUMNS) of image `index`, whose predicted segments have
+    the kept flags `kept` and iou0 values `iou0`; adds its component scores before and after the
+    removal to the ComponentAccumulators `before` and `after`."""
+    dataset = DATASETS[cfg.VALSET]
+    components = read_components(paths.components_file(cfg, epoch, index))
+    gt_components = read_components(paths.components_file(cfg, epoch, index, gt=True))
+    gt_train, image_path = labels(cfg, epoch, index)
+    before.add(*map_component_scores(components, gt_components))
+    after.add(*map_component_scores(components, gt_components, kept))
+    fn_before, fn_after = uncovered_counts([gt_components], [components], [[np.ones_like(kept)], [kept]], [index])
+    return dict(zip(PER_IMAGE_COLUMNS, (
+        index, image_path, int(np.count_nonzero(gt_train == dataset.train_id_in)),
+        int(np.count_nonzero(gt_train == dataset.train_id_out)), int(np.count_nonzero(gt_train == dataset.void_id)),
+        int(np.count_nonzero(components)), len(kept), int(np.abs(gt_components).max(initial=0)),
+        int(np.count_nonzero(iou0 == 1)), int(np.count_nonzero((iou0 == 1) & kept)), fn_before, fn_after,
+        int(np.count_nonzero(~kept)))))
+
+
 def _per_image_evaluation(cfg, epoch, saved):
     """Component summaries (sIoU, PPV, F1) of the entropy-threshold segments and of the meta-classified
     ones (the segments of `saved` removed), and the per-image table (CSV, PER_IMAGE_COLUMNS) that
     points to the images where the method fails."""
-    dataset = DATASETS[cfg.VALSET]
     result = MetaClassifierResult.from_dict({k: v for k, v in saved.items() if k != "image_ids"})
     iou0_per_image = per_image(np.asarray(result.iou0, np.int64), result.image_index, result.n_images)
-    before, after, rows = ComponentAccumulator(), ComponentAccumulator(), []
+    before, after = ComponentAccumulator(), ComponentAccumulator()
     images = list(zip(saved["image_ids"], result.kept_per_image(), iou0_per_image))
-    for i, kept, iou0 in progress(images, desc="component metrics", unit="image"):
-        components = read_components(paths.components_file(cfg, epoch, i))
-        gt_components = read_components(paths.components_file(cfg, epoch, i, gt=True))
-        gt_train, image_path = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids", "image_path"))
-        labels = np.abs(components)
-        predicted = labels > 0
-        gt_ood, void = gt_train == dataset.train_id_out, gt_train == dataset.void_id
-        before.update(predicted, gt_ood, void)
-        after.update(predicted & ~np.isin(labels, np.flatnonzero(~kept) + 1), gt_ood, void)
-        fn_before, fn_after = uncovered_counts([gt_components], [components], [[np.ones_like(kept)], [kept]], [i])
-        rows.append(dict(zip(PER_IMAGE_COLUMNS, (
-            i, image_path, int(np.count_nonzero(gt_train == dataset.train_id_in)), int(np.count_nonzero(gt_ood)),
-            int(np.count_nonzero(void)), int(np.count_nonzero(predicted)), len(kept),
-            int(np.abs(gt_components).max(initial=0)), int(np.count_nonzero(iou0 == 1)),
-            int(np.count_nonzero((iou0 == 1) & kept)), fn_before, fn_after, int(np.count_nonzero(~kept))))))
+    rows = [image_row(cfg, epoch, i, kept, iou0, before, after)
+            for i, kept, iou0 in progress(images, desc="component metrics", unit="image")]
     write_csv(paths.per_image_file(cfg, epoch), PER_IMAGE_COLUMNS, rows)
     return before.summary(), after.summary()
 
@@ -214,29 +201,29 @@ def segment_evaluation(cfg):
 
 
 def panel_indices(cfg, indices) -> list:
-    """The images (probs indices) that get panels: --panel_images, else the first --panels of `indices`."""
+    """The images (indices) that get panels: --panel_images, else the first --panels of `indices`."""
     if not cfg.panel_images:
         return indices[:cfg.panels]
     absent = sorted(set(cfg.panel_images) - set(indices))
     if absent:
-        raise MetaOodError(f"--panel_images {','.join(map(str, absent))}: no probs file of these images "
+        raise MetaOodError(f"--panel_images {','.join(map(str, absent))}: no outputs of these images "
                            f"(the set has {len(indices)}, indices {indices[0]}..{indices[-1]})")
     return list(cfg.panel_images)
 
 
 def _draw_panels(cfg, epoch, removed):
     """The picture of each panel image (image, truth, score, segments), titled with its file name."""
-    record, missing = provenance.pending_panels(cfg, epoch, panel_indices(cfg, probs_indices(cfg, epoch)))
+    record, missing = provenance.pending_panels(cfg, epoch, panel_indices(cfg, image_indices(cfg, epoch)))
     if not missing:
         return
-    # The image comes from the data set, not from the probs file's image_path: some images are
-    # composed (Fishyscapes Static: a Cityscapes image plus an overlay), and probs i is item i.
+    # The image comes from the data set, not from the stored image_path: some images are composed
+    # (Fishyscapes Static: a Cityscapes image plus an overlay), and output i is item i.
     dataset = build_dataset(cfg.VALSET, cfg)
     for i in progress(missing, desc="panels", unit="image"):
-        score, gt_train, image_path = _score_and(cfg, paths.probs_file(cfg, epoch, i), "gt_train_ids",
-                                                 "image_path")
+        gt_train, image_path = labels(cfg, epoch, i)
         plot_image_panel(paths.panel_file(cfg, epoch, i), dataset.read_image(i), gt_train, dataset.train_id_in,
-                         dataset.train_id_out, score, read_components(paths.components_file(cfg, epoch, i)), removed[i],
+                         dataset.train_id_out, score_of(cfg, epoch, i),
+                         read_components(paths.components_file(cfg, epoch, i)), removed[i],
                          f"{os.path.basename(image_path)} ({cfg.VALSET} image {i}), "
                          f"{paths.meta_classifier_name(cfg, epoch)}",
                          score_range=SCORE_RANGES[cfg.score])
@@ -287,26 +274,27 @@ def _predicted_components(cfg, epoch, i):
 
 
 def run_score_map(cfg, epoch, i, removed=None) -> np.ndarray:
-    """The score map of probs file i; with `removed` (ids of segments), the meta-classified score."""
-    score, = _score_and(cfg, paths.probs_file(cfg, epoch, i))
+    """The score map of image i (image_outputs.score_of); with `removed` (ids of segments), the
+    meta-classified score."""
+    score = score_of(cfg, epoch, i)
     if removed is None:
         return score
     return meta_classified_score(score, _predicted_components(cfg, epoch, i), removed, removed_score(cfg, score))
 
 
 def _run_frames(cfg, epoch, desc, frame):
-    """A callable that yields frame(i) for every probs file of the run, anew at each call (smiyc_metrics
+    """A callable that yields frame(i) for every image of the run, anew at each call (smiyc_metrics
     reads the frames twice; one at a time in memory)."""
     def frames():
-        indices = probs_indices(cfg, epoch)
+        indices = image_indices(cfg, epoch)
         return map(frame, progress(indices, desc=f"{desc} {paths.epoch_pattern(cfg, epoch)}", unit="image"))
     return frames
 
 
 def run_labels(cfg, epoch, i) -> np.ndarray:
-    """The SegmentMeIfYouCan labels of probs file i."""
+    """The SegmentMeIfYouCan labels of image i."""
     dataset = DATASETS[cfg.VALSET]
-    gt_train, = read_probs(paths.probs_file(cfg, epoch, i), ("gt_train_ids",))
+    gt_train, _ = labels(cfg, epoch, i)
     return smiyc_labels(gt_train, dataset.train_id_in, dataset.train_id_out)
 
 
@@ -326,8 +314,7 @@ def smiyc_evaluation(cfg):
     track = smiyc_track(cfg)
     runs = evaluated_epochs(cfg)
     results = {}
-    for run, epoch in runs.items():
-        write_probs(cfg, epoch)
+    for run, epoch in runs.items():  # evaluate() ran the prepare stage first
         results[run] = _smiyc_figures(cfg, epoch, track)
     epoch = runs[meta_network(runs)]
     results["meta"] = _smiyc_figures(cfg, epoch, track, removed_segments(meta_classification(cfg, epoch)))
@@ -347,24 +334,25 @@ def smiyc_evaluation(cfg):
 # ---------------------------------------------------------------- in-distribution quality
 
 def miou_of_epoch(cfg, epoch):
-    """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached)."""
+    """{'miou', 'class_iou'} of the network of `epoch` on the Cityscapes val split (cached). Under
+    torchrun every process counts its share of the images and the counts are summed."""
     path = paths.miou_file(cfg, epoch)
     dataset = build_dataset("Cityscapes", cfg, split="val")
     output = provenance.miou_output(cfg, epoch, dataset)
     if output.reusable:
         return read_json(path, "an mIoU result", "evaluation.py -miou (with the same settings)",
                          ("miou", "class_iou"))
-    device = default_device()
-    model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
-    confusion = 0
-    for _, logits, gt_train in network_outputs(model, dataset, list(range(len(dataset))), cfg.inference_batch_size,
-                                               cfg.num_workers, device, paths.evaluated_checkpoint(cfg, epoch),
-                                               desc="mIoU"):
-        confusion = confusion + confusion_matrix(logits.argmax(0).cpu().numpy(), gt_train,
-                                                 dataset.num_classes, dataset.void_id)
+    proc = current_process()
+    model = network_at_epoch(cfg, epoch, dataset.num_classes, proc.device)
+    confusion = np.zeros((dataset.num_classes, dataset.num_classes), np.int64)
+    for _, logits, gt_train in network_outputs(model, dataset, own_share(range(len(dataset)), proc), cfg,
+                                               proc.device, paths.evaluated_checkpoint(cfg, epoch), desc="mIoU"):
+        confusion += confusion_matrix(logits.argmax(0).cpu().numpy(), gt_train, dataset.num_classes, dataset.void_id)
+    confusion = summed(confusion, proc)
     result = {"miou": mean_iou(confusion), "class_iou": _json_safe(class_ious(confusion).tolist())}
-    write_json(path, result)
-    output.done()
+    if proc.is_main:
+        write_json(path, result)
+        output.done()
     return result
 
 
@@ -460,27 +448,36 @@ def evaluate(cfg, pixel=True, segment=True, miou=False, smiyc=False):
     """Runs the chosen evaluations and saves their numbers, each section with its settings and the
     identity of its inputs (results['configs']); the sections of the other evaluations stay as an
     earlier run saved them (so `-miou` after `-pixel -segment` adds the mIoU to the table), unless
-    their inputs changed since. Returns every saved number."""
+    their inputs changed since. Returns every saved number (None on the processes of a torchrun but
+    the first: they only share the network's work)."""
     if pixel or segment or smiyc:
         require_labels(cfg.VALSET, cfg)
     if smiyc:
         require_smiyc_set(cfg)
-    for folder in _written_folders(cfg):
-        remove_stale_temporaries(folder)
     path = paths.evaluation_file(cfg)
-    results = (read_json(path, "evaluation results", "evaluation.py (with the same settings)")
-               if os.path.exists(path) else {})
+    main = current_process().is_main
+    if main:
+        for folder in _written_folders(cfg):
+            remove_stale_temporaries(folder)
+        results = (read_json(path, "evaluation results", "evaluation.py (with the same settings)")
+                   if os.path.exists(path) else {})
+    runs = evaluated_epochs(cfg)
+    if pixel or segment or smiyc:  # the network's stages first, on every process
+        for epoch in runs.values():
+            prepare_images(cfg, epoch)
+    mious = miou_evaluation(cfg) if miou else None
+    if not main:
+        return None
     results.pop("config", None)  # an older version's: the last run's settings, whatever sections it computed
     results.setdefault("configs", {})
     computed = [section for section, chosen in (("pixel", pixel), ("segment", segment), ("miou", miou)) if chosen]
-    runs = evaluated_epochs(cfg)
     provenance.drop_changed_sections(cfg, results, path, computed, runs)
     if pixel:
         results["pixel"] = pixel_evaluation(cfg)
     if segment:
         results["segment"] = segment_evaluation(cfg)
     if miou:
-        results["miou"] = miou_evaluation(cfg)
+        results["miou"] = mious
     if smiyc:
         results["smiyc"] = smiyc_evaluation(cfg)
     for section in computed:

@@ -4,7 +4,7 @@ Reads every image's metrics and components maps, runs the cross-validated meta c
 and saves its scores, FP/FN counts and per-segment decisions as one JSON file
 (`paths.meta_classifier_file`). An existing result is read back instead of recomputed when it was
 computed from the same segment search outputs and cross-validation settings (src/provenance.py)
-and is of the images of the probs files.
+and is of the images the prepare stage wrote.
 """
 import dataclasses
 import logging
@@ -20,7 +20,7 @@ from src.formatting import percent
 from src.run_log import progress
 from src.meta_classifier import MetaClassifierResult, meta_classifier_result
 from src.segment_files import read_components, read_metrics
-from src.segment_search import output_files, probs_indices
+from src.image_outputs import image_indices, segment_files
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class _ComponentsMaps(Sequence):
 
 def segment_search_files(cfg, epoch, indices):
     """[metrics, components, gt metrics, gt components] files of each image of `indices`."""
-    files = [output_files(cfg, epoch, i) for i in indices]
+    files = [segment_files(cfg, epoch, i) for i in indices]
     missing = [f for group in files for f in group if not os.path.exists(f)]
     if missing:
         raise MetaOodError(f"segment search outputs missing ({len(missing)} files, e.g. {missing[0]}): "
@@ -57,7 +57,7 @@ def _saved_result(path, indices):
     without a record of its inputs may be)."""
     saved = read_json(path, "a meta classifier result", RERUN, SAVED_KEYS)
     if saved["image_ids"] != indices:
-        logger.info("meta classifier result %s is of other images (%d) than the probs files now (%d): "
+        logger.info("meta classifier result %s is of other images (%d) than the prepare stage's outputs now (%d): "
                     "computing it again", path, len(saved["image_ids"]), len(indices))
         return None
     logger.info("meta classifier result exists: %s", path)
@@ -66,10 +66,10 @@ def _saved_result(path, indices):
 
 def remove_false_positives(cfg, epoch) -> dict:
     """The meta classifier's result for (cfg, epoch) as saved: MetaClassifierResult fields plus
-    `image_ids`, the probs-file index of each position of `image_index`."""
+    `image_ids`, the image index of each position of `image_index`."""
     path = paths.meta_classifier_file(cfg, epoch)
     remove_stale_temporaries(os.path.dirname(path))
-    indices = probs_indices(cfg, epoch)
+    indices = image_indices(cfg, epoch)
     output = provenance.meta_classifier_output(cfg, epoch, indices)
     saved = _saved_result(path, indices) if output.reusable else None
     if saved is not None:
@@ -92,7 +92,7 @@ def remove_false_positives(cfg, epoch) -> dict:
 
 
 def removed_segments(saved: dict) -> dict:
-    """Probs-file index -> ids k (1-based, as in the components maps) of the removed segments."""
+    """Image index -> ids k (1-based, as in the components maps) of the removed segments."""
     result = MetaClassifierResult.from_dict({k: v for k, v in saved.items() if k != "image_ids"})
     return {image: set((np.flatnonzero(~kept) + 1).tolist())
             for image, kept in zip(saved["image_ids"], result.kept_per_image())}

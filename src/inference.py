@@ -1,4 +1,5 @@
-"""Softmax outputs of a network on an evaluation set, one probs file per image (src/probs_file.py).
+"""The network on an evaluation set: logits in batches, the prepare stage's per-image outputs
+(src/image_outputs.py: compact ones by default, probs files with --store_probs).
 
 Files are written atomically, so a re-run only computes the images still missing, and those whose
 recorded weights or data changed (src/provenance.py).
@@ -10,13 +11,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src import paths, provenance
+from src import paths
 from src.atomic import remove_stale_temporaries
-from src.run_log import progress
 from src.dataset import build_dataset
+from src.distributed import current_process, own_share, wait_for_all
 from src.errors import MetaOodError
-from src.model import default_device, load_network
-from src.probs_file import write_probs_file
+from src.image_outputs import PendingOutputs, written_folders
+from src.model import load_network
+from src.run_log import progress
 from src.settings import RunConfig
 
 logger = logging.getLogger(__name__)
@@ -69,23 +71,27 @@ def _check_finite(logits, group, dataset, checkpoint) -> None:
                              f"{checkpoint} hold NaN or inf values, or overflow")
 
 
-def _outputs(model, items, batch_size, num_workers, device, desc, checkpoint):
-    """Yields (item, logits float32 (C,H,W) on `device`) per item of `items` (an _Indexed), in batches;
+def _outputs(model, items, cfg: RunConfig, device, desc, checkpoint):
+    """Yields (item, logits float32 (C,H,W) on `device`) per item of `items` (an _Indexed), in batches of
+    cfg.inference_batch_size, under bf16 autocast with cfg.amp bf16; a progress bar on the main process.
     `checkpoint`, the file of the network's weights, is named if its outputs are not finite."""
-    loader = DataLoader(items, batch_size=batch_size, num_workers=num_workers, collate_fn=_same_size_groups)
-    with torch.inference_mode(), progress(total=len(items), desc=desc) as bar:
+    loader = DataLoader(items, batch_size=cfg.inference_batch_size, num_workers=cfg.num_workers,
+                        collate_fn=_same_size_groups, pin_memory=device.type == "cuda")
+    shown = None if current_process().is_main else True
+    with torch.inference_mode(), progress(total=len(items), desc=desc, disable=shown) as bar:
         for groups in loader:
             for group in groups:
-                logits = model(torch.stack([item[1] for item in group]).to(device)).float()
+                images = torch.stack([item[1] for item in group]).to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                    logits = model(images).float()
                 _check_finite(logits, group, items.dataset, checkpoint)
                 yield from zip(group, logits)
                 bar.update(len(group))
 
 
-def network_outputs(model, dataset, indices, batch_size, num_workers, device, checkpoint, desc="inference"):
+def network_outputs(model, dataset, indices, cfg: RunConfig, device, checkpoint, desc="inference"):
     """Yields (index, logits float32 (C,H,W) on `device`, train ids uint8 (H,W)) per image, in batches."""
-    for (i, _, gt_train), logits in _outputs(model, _Indexed(dataset, indices), batch_size, num_workers, device,
-                                             desc, checkpoint):
+    for (i, _, gt_train), logits in _outputs(model, _Indexed(dataset, indices), cfg, device, desc, checkpoint):
         yield i, logits, gt_train
 
 
@@ -94,24 +100,35 @@ def network_at_epoch(cfg: RunConfig, epoch: int, num_classes: int, device):
     return load_network(cfg.MODEL, num_classes, network_checkpoint(cfg, epoch), device=device)
 
 
-def write_probs(cfg: RunConfig, epoch: int) -> int:
-    """Writes the probs files of every image of cfg.VALSET still missing or computed from other inputs;
-    returns how many."""
-    remove_stale_temporaries(paths.probs_dir(cfg, epoch))
+def prepare_images(cfg: RunConfig, epoch: int) -> int:
+    """The prepare stage: runs the network on every image of cfg.VALSET whose outputs are missing or
+    were computed from other weights or data, and writes them (src/image_outputs.py); returns how
+    many images this process ran.
+
+    Under torchrun each process takes its own share of the images (distributed.own_share) and
+    every process returns once all of them are done. The first process decides what is pending
+    and keeps the records (src/provenance.py); the others read its decision.
+    """
+    proc = current_process()
     dataset = build_dataset(cfg.VALSET, cfg)
-    record, pending = provenance.pending_probs(cfg, epoch, dataset)
-    logger.info("%s: %d of %d images to run through the network (%s)", cfg.VALSET, len(pending),
-                len(dataset), paths.probs_dir(cfg, epoch))
-    if not pending:
-        return 0
-    device = default_device()
-    model = network_at_epoch(cfg, epoch, dataset.num_classes, device)
-    items = _Indexed(dataset, pending, label_ids=True)
-    for (i, _, gt_train, gt_label), logits in _outputs(model, items, cfg.inference_batch_size, cfg.num_workers,
-                                                       device, "probs", paths.evaluated_checkpoint(cfg, epoch)):
-        probs = torch.softmax(logits, dim=0).cpu().numpy()
-        stored_logits = logits.cpu().numpy() if cfg.store_logits else None
-        write_probs_file(paths.probs_file(cfg, epoch, i), probs, gt_train, gt_label, dataset.images[i],
-                         stored_logits)
-        record.done(paths.probs_file(cfg, epoch, i))
-    return len(pending)
+    if proc.is_main:  # before any process writes: another's temporary file is no stale one
+        for folder in written_folders(cfg, epoch):
+            remove_stale_temporaries(folder)
+        outputs = PendingOutputs(cfg, epoch, dataset)
+    wait_for_all()
+    if not proc.is_main:
+        outputs = PendingOutputs(cfg, epoch, dataset, decided=True)
+    share = own_share(outputs.pending, proc)
+    if proc.world_size > 1:
+        logger.info("process %d of %d: %d of the %d images to run", proc.rank, proc.world_size, len(share),
+                    len(outputs.pending))
+    if share:
+        model = network_at_epoch(cfg, epoch, dataset.num_classes, proc.device)
+        items = _Indexed(dataset, share, label_ids=True)
+        for (i, _, gt_train, gt_label), logits in _outputs(model, items, cfg, proc.device, "prepare",
+                                                           paths.evaluated_checkpoint(cfg, epoch)):
+            outputs.write(i, logits, gt_train, gt_label, dataset.images[i], record=proc.world_size == 1)
+    wait_for_all()
+    if proc.is_main and proc.world_size > 1:
+        outputs.record_all()
+    return len(share)

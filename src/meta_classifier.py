@@ -235,9 +235,11 @@ def _uncovered_in_image(gt_map, pred_map, kept_sets, image_id):
     if gt_map.shape != pred_map.shape:
         raise MetaClassifierError(f"meta classifier: image {image_id}: gt components map {gt_map.shape} and "
                                   f"predicted components map {pred_map.shape} differ in shape")
-    gt_labels = np.abs(gt_map.astype(np.int64))
-    pred_labels = np.abs(pred_map.astype(np.int64))
-    n_pred, n_gt = int(pred_labels.max(initial=0)), int(gt_labels.max(initial=0))
+    # the predicted pixels are few: only they are looked at beyond the largest gt id
+    on_pred = np.flatnonzero(pred_map != 0)  # of a bool mask: 8x faster than of the int32 map
+    pred_labels = np.abs(pred_map.ravel()[on_pred].astype(np.int64))
+    gt_labels = np.abs(gt_map.ravel()[on_pred].astype(np.int64))
+    n_pred, n_gt = int(pred_labels.max(initial=0)), int(np.abs(gt_map).max(initial=0))
     counts = []
     for kept in kept_sets:
         if n_pred != len(kept):

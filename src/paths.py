@@ -46,8 +46,10 @@ def eval_io_root(cfg: RunConfig) -> str:
 
 
 def epoch_pattern(cfg: RunConfig, epoch: int) -> str:
-    """`baseline` for epoch 0 (the init checkpoint), else `epoch_<e>_alpha_<alpha>`."""
-    return "baseline" if epoch == 0 else f"epoch_{epoch}_alpha_{cfg.pareto_alpha}"
+    """`baseline` for epoch 0 (the init checkpoint), else `epoch_<e>_alpha_<alpha>`; `_bf16` appended for a
+    network run under bf16 autocast (--amp bf16), whose outputs differ."""
+    run = "baseline" if epoch == 0 else f"epoch_{epoch}_alpha_{cfg.pareto_alpha}"
+    return run + ("_bf16" if cfg.amp == "bf16" else "")
 
 
 def probs_dir(cfg: RunConfig, epoch: int) -> str:
@@ -56,6 +58,30 @@ def probs_dir(cfg: RunConfig, epoch: int) -> str:
 
 def probs_file(cfg: RunConfig, epoch: int, index: int) -> str:
     return os.path.join(probs_dir(cfg, epoch), f"probs{index}.hdf5")
+
+
+def compact_dir(cfg: RunConfig, epoch: int) -> str:
+    """The compact per-image outputs of the prepare stage (src/compact_file.py), the default instead of probs."""
+    return os.path.join(eval_io_root(cfg), "compact", epoch_pattern(cfg, epoch))
+
+
+def labels_dir(cfg: RunConfig, epoch: int) -> str:
+    return os.path.join(compact_dir(cfg, epoch), "labels")
+
+
+def labels_file(cfg: RunConfig, epoch: int, index: int) -> str:
+    """Ground truth and image path of image `index`; it exists once every compact output of the image does."""
+    return os.path.join(labels_dir(cfg, epoch), f"{index:04d}.npz")
+
+
+def score_map_file(cfg: RunConfig, epoch: int, index: int) -> str:
+    """The float16 map of the run's score (--score) of image `index`, for the panels."""
+    return os.path.join(compact_dir(cfg, epoch), f"score_{cfg.score}", f"{index:04d}.npz")
+
+
+def image_histograms_file(cfg: RunConfig, epoch: int, index: int) -> str:
+    """Image `index`'s share of the run's score histograms (--score, --bins)."""
+    return os.path.join(compact_dir(cfg, epoch), f"histograms_{cfg.score}_bins{cfg.bins}", f"{index:04d}.npz")
 
 
 def metaseg_dir(cfg: RunConfig) -> str:
@@ -67,14 +93,19 @@ def metaseg_subdir(cfg: RunConfig, epoch: int) -> str:
     return f"{epoch_pattern(cfg, epoch)}_t{cfg.entropy_threshold}"
 
 
-def metrics_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False) -> str:
-    sub = metaseg_subdir(cfg, epoch) + ("_gt" if gt else "")
-    return os.path.join(metaseg_dir(cfg), "metrics", sub, f"{index:04d}.npz")
+def _segments_subdir(cfg: RunConfig, epoch: int, gt: bool, no_void: bool) -> str:
+    return metaseg_subdir(cfg, epoch) + ("_gt" if gt else "") + ("_novoid" if no_void else "")
 
 
-def components_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False) -> str:
-    sub = metaseg_subdir(cfg, epoch) + ("_gt" if gt else "")
-    return os.path.join(metaseg_dir(cfg), "components", sub, f"{index:04d}.npz")
+def metrics_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False, no_void: bool = False) -> str:
+    """Metrics of the predicted (gt: ground-truth) segments of image `index`; no_void: of the predicted
+    segments searched with no pixel void, for the submission's meta classifier (src/submission.py)."""
+    return os.path.join(metaseg_dir(cfg), "metrics", _segments_subdir(cfg, epoch, gt, no_void), f"{index:04d}.npz")
+
+
+def components_file(cfg: RunConfig, epoch: int, index: int, gt: bool = False, no_void: bool = False) -> str:
+    return os.path.join(metaseg_dir(cfg), "components", _segments_subdir(cfg, epoch, gt, no_void),
+                        f"{index:04d}.npz")
 
 
 def cv_name(cfg: RunConfig) -> str:

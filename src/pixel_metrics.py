@@ -40,8 +40,20 @@ scores, centred; when a later image falls outside, the window moves and w double
 merge) as often as needed to hold everything seen. One pass, fixed memory, and at the end
 w < 2 * (score span) / (bins - 1). Since floor(s / 2**e) is exact in floating point, the merged
 counts are exactly those the final grid gives directly.
+
+One image's share (`ImageHistogram`, what the compact outputs keep instead of its scores, see
+src/compact_file.py): for a bounded score its counts on the histogram's bins; for an unbounded one
+its smallest and largest score and its counts on a grid of width 2**e' covering them, with
+e' = floor(log2(span / bins)) - 1 (span as in `_grid_exponent`; at most 4 * bins + 2 bins). Adding
+it fits the window to the two scores, as their pixels would, then merges its bins: the window's
+exponent e is never below e': when the window moves, its span holds the image's; when it holds
+the image already, the image's span is below its width bins * 2**e, and the image's scores lie
+within (bins + 2) * 2**e of those that placed it, so their magnitude term gives
+floor(log2(span / bins)) <= e + 1. And floor(s / 2**e) = floor(s / 2**e') >> (e - e').
+`add` is this with the image's own share, so both give the same counts bit for bit.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,6 +71,18 @@ def pixel_scores(score_map, gt_train, train_id_in, train_id_out):
         raise ValueError(f"score map of shape {score_map.shape} and ground truth of shape "
                          f"{gt_train.shape}: expected the same shape")
     return score_map[gt_train == train_id_in], score_map[gt_train == train_id_out]
+
+
+class ImageHistogram(NamedTuple):
+    """One image's share of a ScoreHistogram (module doc): int64 counts of its in-distribution and
+    OoD pixels; of an unbounded score also its smallest and largest score and the grid of the counts,
+    bin j = [(first + j) 2**exponent, (first + j + 1) 2**exponent). No score: empty counts."""
+    counts_in: np.ndarray
+    counts_out: np.ndarray
+    low: float = math.nan
+    high: float = math.nan
+    exponent: int = 0
+    first: int = 0
 
 
 class ScoreHistogram:
@@ -96,33 +120,72 @@ class ScoreHistogram:
 
     def add(self, values_in, values_out):
         """Adds the scores of in-distribution and of OoD pixels (1-D arrays, see pixel_scores)."""
-        if self.value_range is None:
-            self._fit_grid(values_in, values_out)
-        # Both first, so that invalid scores leave the sums untouched.
-        counts_in, counts_out = self._histogram(values_in), self._histogram(values_out)
-        self.counts_in += counts_in
-        self.counts_out += counts_out
+        self.add_image(self.image_histogram(values_in, values_out))
 
-    def _histogram(self, values):
+    def image_histogram(self, values_in, values_out) -> ImageHistogram:
+        """The share of one image's scores (as `add` takes them), to be added later by add_image."""
         if self.value_range is not None:
-            counts, _ = np.histogram(values, bins=self.bins, range=self.value_range)
-            if counts.sum() != values.size:
-                low, high = self.value_range
-                raise ValueError(f"{values.size - counts.sum()} of {values.size} scores lie outside the "
-                                 f"histogram range [{low}, {high}] or are not finite (min {values.min()}, "
-                                 f"max {values.max()}): an unbounded score needs value_range=None")
-            return counts
-        return np.bincount(_bins_of(values, self._exponent) - self._first, minlength=self.bins)
-
-    def _fit_grid(self, values_in, values_out):
-        """Moves and coarsens the grid of an unbounded score until it holds the new values too."""
+            return ImageHistogram(self._bounded_counts(values_in), self._bounded_counts(values_out))
         nonempty = [v for v in (values_in, values_out) if v.size]
         if not nonempty:
-            return
+            return ImageHistogram(np.zeros(0, np.int64), np.zeros(0, np.int64))
         low = min(float(v.min()) for v in nonempty)
         high = max(float(v.max()) for v in nonempty)
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError(f"scores must be finite, got min {low}, max {high}")
+        exponent = _finest_exponent(low, high, self.bins) - 1
+        first, size = _bin_of(low, exponent), _bin_of(high, exponent) - _bin_of(low, exponent) + 1
+        counts_in, counts_out = (np.bincount(_bins_of(v, exponent) - first, minlength=size)
+                                 for v in (values_in, values_out))
+        return ImageHistogram(counts_in, counts_out, low, high, exponent, first)
+
+    def share_from(self, finer, share: ImageHistogram, dtype):
+        """This bounded histogram's share of an image, from `share`, the share of the histogram `finer`
+        of the same scores (of `dtype`): the sums of groups of finer's bins, if every r-th edge of
+        finer's grid is an edge of this one's as np.histogram makes them for `dtype` (it assigns a score
+        by comparing it with them: the paper protocol's 100 float32 edges are every 100th of 10000).
+        None where the grids are not so (then image_histogram it is); no second pass over the scores."""
+        if self.value_range is None or finer.value_range != self.value_range or finer.bins % self.bins \
+                or np.dtype(dtype) not in (np.float32, np.float64):
+            return None
+        edges, fine_edges = (np.histogram_bin_edges(np.empty(0, dtype), bins=h.bins, range=h.value_range)
+                             for h in (self, finer))
+        group = finer.bins // self.bins
+        if not np.array_equal(fine_edges[::group], edges):
+            return None
+        return ImageHistogram(*(counts.reshape(self.bins, group).sum(axis=1) for counts in share[:2]))
+
+    def add_image(self, image: ImageHistogram):
+        """Adds one image's share (image_histogram of this histogram's bins and range, or read back)."""
+        if self.value_range is not None:
+            if image.counts_in.shape != (self.bins,) or image.counts_out.shape != (self.bins,):
+                raise ValueError(f"image histogram of {image.counts_in.shape} and {image.counts_out.shape} "
+                                 f"counts for a histogram of {self.bins} bins")
+            self.counts_in += image.counts_in
+            self.counts_out += image.counts_out
+            return
+        if not image.counts_in.size:
+            return
+        self._fit_grid(image.low, image.high)
+        shift = self._exponent - image.exponent
+        if shift < 0:  # impossible for a share of image_histogram (module doc); one read back may be of other bins
+            raise ValueError(f"image histogram of bin width 2**{image.exponent}, coarser than the histogram's "
+                             f"2**{self._exponent}: it is not of {self.bins} bins")
+        bins = ((image.first + np.arange(image.counts_in.size, dtype=np.int64)) >> shift) - self._first
+        for counts, added in ((self.counts_in, image.counts_in), (self.counts_out, image.counts_out)):
+            np.add.at(counts, bins, added)
+
+    def _bounded_counts(self, values):
+        counts, _ = np.histogram(values, bins=self.bins, range=self.value_range)
+        if counts.sum() != values.size:
+            low, high = self.value_range
+            raise ValueError(f"{values.size - counts.sum()} of {values.size} scores lie outside the "
+                             f"histogram range [{low}, {high}] or are not finite (min {values.min()}, "
+                             f"max {values.max()}): an unbounded score needs value_range=None")
+        return counts
+
+    def _fit_grid(self, low, high):
+        """Moves and coarsens the grid of an unbounded score until it holds scores low..high too."""
         if self._exponent is not None and self._holds(low) and self._holds(high):
             return
         occupied = np.flatnonzero(self.counts_in | self.counts_out)
@@ -153,12 +216,17 @@ def _bins_of(values, exponent):
     return np.floor(np.ldexp(values, -exponent)).astype(np.int64)
 
 
+def _finest_exponent(low, high, bins):
+    """floor(log2(span / bins)): no coarser grid is needed for [low, high]."""
+    # Bins finer than float32 resolution at the scores' magnitude would only stay empty.
+    span = max(high - low, max(abs(low), abs(high), 1.0) * 2.0 ** -23)
+    return math.floor(math.log2(span / bins))
+
+
 def _grid_exponent(low, high, bins, finest=None):
     """Smallest e >= finest, above float32 resolution, such that [low, high] lies in `bins`
     consecutive bins of width 2**e."""
-    # Bins finer than float32 resolution at the scores' magnitude would only stay empty.
-    span = max(high - low, max(abs(low), abs(high), 1.0) * 2.0 ** -23)
-    exponent = math.floor(math.log2(span / bins))
+    exponent = _finest_exponent(low, high, bins)
     if finest is not None:
         exponent = max(exponent, finest)
     while _bin_of(high, exponent) - _bin_of(low, exponent) >= bins:

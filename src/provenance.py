@@ -180,11 +180,12 @@ class Record:
             return entry
         return {"unrecorded": file_identity(path) if os.path.exists(path) else None}
 
-    def pending(self, wanted: dict, exists=os.path.exists, satisfied=operator.eq, drop=False) -> list:
+    def pending(self, wanted: dict, exists=os.path.exists, satisfied=operator.eq, drop=False, log=True) -> list:
         """The outputs among `wanted` (path -> current identity) to compute, in its order; logs what
         changed. Their entries are cleared first, so that an interrupted run leaves none that lies.
         `satisfied(recorded, current)` says whether a recorded output will do; `drop`: delete the
-        recorded outputs of this folder that are not wanted any more (images no longer in the set)."""
+        recorded outputs of this folder that are not wanted any more (images no longer in the set);
+        `log`: False when the caller says why itself."""
         self.wanted = {os.path.basename(path): identity for path, identity in wanted.items()}
         todo, stale, unknown = [], {}, []
         for path, identity in wanted.items():
@@ -197,7 +198,8 @@ class Record:
                 stale[key] = changes(self.entries[key], identity)
                 todo.append(path)
         gone = [key for key in self.entries if key not in self.wanted] if drop else []
-        self._log(stale, unknown, gone)
+        if log:
+            self._log(stale, unknown, gone)
         for key in gone:
             output = os.path.join(os.path.dirname(self.path), key)
             if os.path.exists(output):
@@ -228,10 +230,16 @@ class Record:
         if gone:
             logger.info("%s: deleted the outputs of %d %s no longer in the set", self.what, len(gone), self.unit)
 
-    def done(self, path):
-        """Records the output at `path`, just written, with its identity."""
-        key = os.path.basename(path)
-        self.entries[key] = self.wanted[key]
+    def marked(self, wanted, exists=os.path.exists) -> list:
+        """The outputs among `wanted` that pending() chose to compute: under torchrun the other processes
+        read the first one's choice, after it called pending()."""
+        return [path for path in wanted if not exists(path) or self.entries.get(os.path.basename(path), {}) is None]
+
+    def done(self, *outputs):
+        """Records the outputs at `outputs` (paths), just written, with their identities."""
+        for path in outputs:
+            key = os.path.basename(path)
+            self.entries[key] = self.wanted[key]
         self._write()
 
 
@@ -250,37 +258,26 @@ class Output:
 
 # ---------------------------------------------------------------- the outputs of each stage
 
-def _logits_kept(recorded, current) -> bool:
+def logits_kept(recorded, current) -> bool:
     """A probs file will do if it is of the same weights and data and holds logits when they are wanted
     (a file with logits serves a run without them)."""
     return ({**recorded, "logits": current["logits"]} == current) and (recorded.get("logits") or not current["logits"])
 
 
-def pending_probs(cfg, epoch, dataset) -> tuple:
-    """(record, image indices) of the probs files of (cfg, epoch) to write: missing, or of other weights
-    or data (the files of images beyond the set are deleted). Without its checkpoint, the files that
-    exist are used as they are."""
-    record = Record(paths.probs_dir(cfg, epoch), f"probs of {paths.epoch_pattern(cfg, epoch)}")
-    files = [paths.probs_file(cfg, epoch, i) for i in range(len(dataset))]
-    checkpoint = paths.evaluated_checkpoint(cfg, epoch)
-    weights = weights_identity(cfg, checkpoint)
-    if weights is None:
-        missing = [i for i, path in enumerate(files) if not os.path.exists(path)]
-        if len(missing) < len(files):
-            logger.info("%s: checkpoint %s not found: the probs files there are used as they are (their "
-                        "weights cannot be checked)", record.what, checkpoint)
-        return record, missing
-    wanted = {path: {"weights": weights, "data": item_identity(dataset, i), "logits": cfg.store_logits}
-              for i, path in enumerate(files)}
-    todo = set(record.pending(wanted, satisfied=_logits_kept, drop=True))
-    return record, [i for i, path in enumerate(files) if path in todo]
+def image_identity(weights, dataset, i) -> dict:
+    """The identity of image i of `dataset` through the network of `weights` (weights_identity)."""
+    return {"weights": weights, "data": item_identity(dataset, i)}
 
 
-def probs_identities(cfg, epoch, indices) -> dict:
-    """Index -> identity of the probs file of each image, as the outputs computed from it name it (its
-    weights and data, not whether it holds logits)."""
-    record = Record(paths.probs_dir(cfg, epoch), "probs")
-    identities = {str(i): record.identity_of(paths.probs_file(cfg, epoch, i)) for i in indices}
+def prepared_identities(cfg, epoch, indices) -> dict:
+    """Index -> identity of each image as the prepare stage wrote it, which the outputs computed from it
+    name: that of its compact labels file where there is one, else of its probs file (its weights and
+    data, not whether it holds logits)."""
+    labels = Record(paths.labels_dir(cfg, epoch), "labels")
+    probs = Record(paths.probs_dir(cfg, epoch), "probs")
+    identities = {str(i): labels.identity_of(paths.labels_file(cfg, epoch, i))
+                  if os.path.exists(paths.labels_file(cfg, epoch, i)) else probs.identity_of(paths.probs_file(cfg, epoch, i))
+                  for i in indices}
     return {i: {k: v for k, v in identity.items() if k != "logits"} for i, identity in identities.items()}
 
 
@@ -290,7 +287,7 @@ def pending_segments(cfg, epoch, indices, exists) -> tuple:
     files = {paths.metrics_file(cfg, epoch, i): i for i in indices}
     record = Record(os.path.dirname(paths.metrics_file(cfg, epoch, 0)),
                     f"segment search of {paths.metaseg_subdir(cfg, epoch)}")
-    probs = probs_identities(cfg, epoch, indices)
+    probs = prepared_identities(cfg, epoch, indices)
     wanted = {path: {"probs": probs[str(i)], "threshold": cfg.entropy_threshold} for path, i in files.items()}
     return record, [files[path] for path in record.pending(wanted, exists=lambda path: exists(files[path]))]
 
@@ -308,7 +305,7 @@ def meta_classifier_output(cfg, epoch, indices) -> Output:
 
 
 def histograms_output(cfg, epoch, indices) -> Output:
-    identity = {"probs": summary(probs_identities(cfg, epoch, indices)), "score": cfg.score, "bins": cfg.bins}
+    identity = {"probs": summary(prepared_identities(cfg, epoch, indices)), "score": cfg.score, "bins": cfg.bins}
     return Output(paths.histograms_file(cfg, epoch), identity, f"histograms of {paths.epoch_pattern(cfg, epoch)}")
 
 

@@ -70,7 +70,27 @@ def normalized_entropy(probs):
 
 def entropy_mask(probs, threshold):
     """uint8 (H, W) OoD prediction of MetaSeg: 1 where the normalized entropy is >= `threshold`."""
-    return (normalized_entropy(probs) >= threshold).view(np.uint8)
+    return threshold_mask(normalized_entropy(probs), threshold)
+
+
+def threshold_mask(entropy, threshold):
+    """entropy_mask of the probabilities whose normalized_entropy is `entropy`."""
+    return (entropy >= threshold).view(np.uint8)
+
+
+def softmax(logits):
+    """Softmax probabilities (C, H, W) float32 of logits (C, H, W): exp(z - max z) / sum exp(z - max z)
+    over the classes, on bands of rows (4x faster than torch's softmax over the class axis on 2 CPU
+    threads, which strides through the whole array for every class)."""
+    logits = _checked(logits, "logits")
+    probs = np.empty_like(logits)
+    for top in range(0, logits.shape[1], ROWS_PER_BAND):
+        rows = slice(top, top + ROWS_PER_BAND)
+        band = probs[:, rows]
+        np.subtract(logits[:, rows], logits[:, rows].max(axis=0), out=band)
+        np.exp(band, out=band)
+        band /= band.sum(axis=0)
+    return probs
 
 
 def max_softmax_score(probs):

@@ -3,19 +3,25 @@
 Per image and kind of segment (predicted, ground truth), `paths.metrics_file` holds the metrics:
 one 1-D int64 or float64 array per metric, one entry per segment, in the order in which the
 metaseg functions return them (the order of the .npz entries keeps it); `paths.components_file`
-holds the components map, one int32 (H, W) array `components`, compressed (it is mostly zeros: a
-1024x2048 map of 8 MB takes some 25 kB, written in some 25 ms).
+holds the components map as its runs along rows: in the row-major flattened map, each run of equal
+non-zero values is one entry of `starts` (int64 flat index of its first pixel), `lengths` (int64)
+and `values` (int32), with `shape` (int64 (2,)) the map's (H, W); compressed. Every pixel outside
+the runs is 0. A map is mostly zeros and its segments are blobs: the 186 segments of the
+1024x2048 benchmark image are 6751 runs, 21 kB, written and read back in about 1 ms each (as one
+deflated int32 array: 24 kB, 25 ms to write and 16 ms to inflate).
 """
 import numpy as np
 
 from src.atomic import read_npz, unusable, write_npz
 
-RERUN = "meta_classification.py -segment (with the same settings)"
+RERUN = "meta_classification.py -prepare -segment (with the same settings)"
 # Keys every metrics file has, of predicted and of ground-truth segments alike.
 COMMON_METRICS = ("iou", "iou0", "mean_x", "mean_y", "S", "S_in", "S_bd")
 METRIC_DTYPES = (np.dtype(np.int64), np.dtype(np.float64))
 METRICS = f"segment metrics (1-D int64 or float64 arrays of one length, among them {', '.join(COMMON_METRICS)})"
-COMPONENTS = "a components map (one int32 (H, W) array named components)"
+COMPONENTS = ("a components map (its runs: int64 shape (2,), int64 starts and lengths, int32 values, "
+              "in increasing order, inside the map)")
+RUNS = {"shape": np.int64, "starts": np.int64, "lengths": np.int64, "values": np.int32}
 
 
 def write_metrics(path, metrics):
@@ -23,7 +29,18 @@ def write_metrics(path, metrics):
 
 
 def write_components(path, components):
-    write_npz(path, {"components": components}, compressed=True)
+    write_npz(path, components_runs(components), compressed=True)
+
+
+def components_runs(components) -> dict:
+    """The runs of an int32 (H, W) components map (module doc)."""
+    flat = np.ascontiguousarray(components, dtype=np.int32).ravel()
+    starts = np.r_[0, np.flatnonzero(flat[1:] != flat[:-1]) + 1]
+    lengths = np.diff(np.r_[starts, flat.size])
+    values = flat[starts]
+    kept = values != 0
+    return {"shape": np.array(np.shape(components), np.int64), "starts": starts[kept], "lengths": lengths[kept],
+            "values": values[kept]}
 
 
 def read_metrics(path) -> dict:
@@ -51,10 +68,35 @@ def _metrics_problem(metrics):
 
 def read_components(path) -> np.ndarray:
     """The components map at `path`: int32 (H, W), +k inner and -k boundary pixels of segment k."""
-    arrays = read_npz(path, COMPONENTS, RERUN)
-    if list(arrays) != ["components"] or arrays["components"].dtype != np.int32 or arrays["components"].ndim != 2:
-        raise unusable(path, f"found {_described(arrays)}", COMPONENTS, RERUN)
-    return arrays["components"]
+    runs = read_npz(path, COMPONENTS, RERUN)
+    problem = _runs_problem(runs)
+    if problem:
+        raise unusable(path, problem, COMPONENTS, RERUN)
+    return components_map(runs)
+
+
+def components_map(runs) -> np.ndarray:
+    """The int32 (H, W) components map of its runs (components_runs)."""
+    starts, lengths = runs["starts"], runs["lengths"]
+    flat = np.zeros(int(np.prod(runs["shape"])), np.int32)
+    # position of each run pixel: its run's start plus its offset in the run
+    before = np.cumsum(lengths) - lengths
+    flat[np.repeat(starts - before, lengths) + np.arange(lengths.sum())] = np.repeat(runs["values"], lengths)
+    return flat.reshape(runs["shape"])
+
+
+def _runs_problem(runs):
+    """What makes `runs` no runs of a components map; None if nothing."""
+    if sorted(runs) != sorted(RUNS) or any(runs[k].dtype != t or runs[k].ndim != 1 for k, t in RUNS.items()):
+        return f"found {_described(runs)}"
+    shape, starts, lengths = runs["shape"], runs["starts"], runs["lengths"]
+    if shape.size != 2 or (shape < 0).any() or not starts.size == lengths.size == runs["values"].size:
+        return f"found {_described(runs, listed=4)}"
+    ends = starts + lengths
+    if starts.size and ((lengths < 1).any() or starts[0] < 0 or (starts[1:] < ends[:-1]).any()
+                        or ends[-1] > np.prod(shape) or (runs["values"] == 0).any()):
+        return "runs that overlap, leave the map, are empty or of value 0"
+    return None
 
 
 def _described(arrays, listed=3):

@@ -1,25 +1,26 @@
 """Segment search of meta classification (docs/METHOD.md §5): MetaSeg metrics of every image.
 
-For each probs file of an evaluation run it writes, atomically, the metrics and the
-components map of the predicted OoD segments and of the ground-truth OoD segments
-(`paths.metrics_file` / `paths.components_file`, .npz files: see src/segment_files.py).
-Images whose four outputs exist and were computed from the same probs and threshold are skipped
-(src/provenance.py), so an interrupted search resumes where it stopped; the workers of a parallel
-search end with the process that started them, also when it is killed.
+For each image of an evaluation run it writes, atomically, the metrics and the components map
+of the predicted OoD segments and of the ground-truth OoD segments (`paths.metrics_file` /
+`paths.components_file`, .npz files: see src/segment_files.py), computed from its probs file.
+The compact prepare stage (the default) writes these files itself, while the softmax is in
+memory: the search then finds them done. Images whose four outputs exist and were computed from
+the same prepared image and threshold are skipped (src/provenance.py), so an interrupted search
+resumes where it stopped; the workers of a parallel search end with the process that started
+them, also when it is killed.
 """
 import logging
 import multiprocessing
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from src import paths, provenance
 from src.atomic import remove_stale_temporaries
-from src.metaseg import compute_metrics_components, compute_metrics_mask
-from src.probs_file import ProbsError, read_probs
+from src.errors import MetaOodError
+from src.image_outputs import image_indices, segment_files, segment_metrics, write_segment_files
+from src.probs_file import read_probs
 from src.run_log import progress
 from src.scores import entropy_mask
-from src.segment_files import write_components, write_metrics
 from src.workers import ending_with_this_process
 
 logger = logging.getLogger(__name__)
@@ -27,40 +28,33 @@ logger = logging.getLogger(__name__)
 SEARCH_DATASETS = ("probabilities", "gt_train_ids", "gt_label_ids")
 
 
-def output_files(cfg, epoch, index):
-    """Metrics and components of predicted segments, then of ground-truth segments."""
-    return [paths.metrics_file(cfg, epoch, index), paths.components_file(cfg, epoch, index),
-            paths.metrics_file(cfg, epoch, index, gt=True), paths.components_file(cfg, epoch, index, gt=True)]
-
-
-_WRITERS = (write_metrics, write_components) * 2  # in the order of output_files
-
-
-def segment_metrics(probs, gt_train, gt_label, threshold, ood_index):
-    """[metrics, components, gt metrics, gt components] of one image, in the order of output_files."""
-    ood_mask = entropy_mask(probs, threshold)
-    metrics, components = compute_metrics_components(probs, gt_train, ood_mask, ood_index)
-    gt_metrics, gt_components = compute_metrics_mask(probs, ood_mask, gt_train, gt_label, ood_index)
-    return [metrics, components, gt_metrics, gt_components]
+class SegmentSearchError(MetaOodError):
+    """Images whose segment outputs are missing and cannot be computed without the network."""
 
 
 def search_image(cfg, epoch, index, ood_index):
-    """Writes the four outputs of image `index`."""
+    """Writes the four segment files of image `index` from its probs file."""
     probs, gt_train, gt_label = read_probs(paths.probs_file(cfg, epoch, index), SEARCH_DATASETS)
-    results = segment_metrics(probs, gt_train, gt_label, cfg.entropy_threshold, ood_index)
-    for write, path, result in zip(_WRITERS, output_files(cfg, epoch, index), results):
-        write(path, result)
+    results = segment_metrics(probs, entropy_mask(probs, cfg.entropy_threshold), gt_train, gt_label, ood_index)
+    write_segment_files(segment_files(cfg, epoch, index), results)
 
 
-def probs_indices(cfg, epoch):
-    """Sorted image indices i of the probs<i>.hdf5 files of (cfg, epoch)."""
-    folder = paths.probs_dir(cfg, epoch)
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    indices = sorted(int(m.group(1)) for m in map(re.compile(r"probs(\d+)\.hdf5").fullmatch, names) if m)
-    if not indices:
-        raise ProbsError(f"no probs files (probs<i>.hdf5) in {folder}: write them first with "
-                         "meta_classification.py -prepare")
-    return indices
+def searched(cfg, epoch, index) -> bool:
+    """Whether the four segment files of image `index` exist (the prepare stage writes them too)."""
+    return all(os.path.exists(f) for f in segment_files(cfg, epoch, index))
+
+
+def _searchable(cfg, epoch, pending):
+    """`pending`, after checking that each has a probs file to search."""
+    lacking = [i for i in pending if not os.path.exists(paths.probs_file(cfg, epoch, i))]
+    if lacking:
+        raise SegmentSearchError(
+            f"segment search: {len(lacking)} image(s) (e.g. image {lacking[0]}) have neither the segment files of "
+            f"entropy threshold {cfg.entropy_threshold} nor a probs file to compute them from: the compact outputs "
+            "of the prepare stage hold the segments of the threshold it ran with. Run meta_classification.py "
+            "-prepare with this -threshold (it runs the network again for these images), or keep probs files "
+            "with --store_probs")
+    return pending
 
 
 def _searched(cfg, epoch, indices, ood_index):
@@ -93,13 +87,13 @@ def run_segment_search(cfg, epoch, ood_index):
     """
     if cfg.segment_workers < 1:
         raise ValueError(f"segment_workers (--segment_workers) must be >= 1, got {cfg.segment_workers}")
-    for path in output_files(cfg, epoch, 0):  # one in each folder the search writes
+    for path in segment_files(cfg, epoch, 0):  # one in each folder the search writes
         remove_stale_temporaries(os.path.dirname(path))
-    indices = probs_indices(cfg, epoch)
-    record, pending = provenance.pending_segments(
-        cfg, epoch, indices, lambda i: all(os.path.exists(f) for f in output_files(cfg, epoch, i)))
-    logger.info("segment search: %d of %d images from %s still to do, %d worker(s), entropy threshold %s",
-                len(pending), len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers,
+    indices = image_indices(cfg, epoch)
+    record, pending = provenance.pending_segments(cfg, epoch, indices, lambda i: searched(cfg, epoch, i))
+    pending = _searchable(cfg, epoch, pending)
+    logger.info("segment search: %d of %d images still to do from their probs files (%s), %d worker(s), "
+                "entropy threshold %s", len(pending), len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers,
                 cfg.entropy_threshold)
     for index in progress(_searched(cfg, epoch, pending, ood_index), total=len(pending),
                           desc="segment search", unit="image"):

@@ -172,8 +172,8 @@ _DECLARED = [
       (TRAIN,), switch=True, default=False),
     S("coco_background_void", "treat COCO background as void; the default trains it as road, as the paper",
       (TRAIN,), switch=True, default=False),
-    S("amp", "bf16 autocast of the network's forward and backward pass", (TRAIN,),
-      default="none", choices=lambda: ["none", "bf16"]),
+    S("amp", "bf16 autocast of the network's forward (and backward) pass, in training and inference; the "
+      "outputs of a bf16 evaluation are named <run>_bf16", SCRIPTS, default="none", choices=lambda: ["none", "bf16"]),
     S("max_iters", "stop each epoch after this many iterations (0: the whole epoch); for quick trials",
       (TRAIN,), default=0, check=nonnegative_int),
     # evaluation sets (docs/METHOD.md §3-§6)
@@ -189,8 +189,12 @@ _DECLARED = [
       ("-segment", "--segment", "--segment_search"), switch=True, default=False),
     S("fp_removal", "stage 3: meta classifier and false-positive removal", (META,),
       ("-removal", "--removal", "--fp_removal"), switch=True, default=False),
-    S("store_logits", "also store the logits in the probs files (for --score maxlogit / energy)", (META,),
-      switch=True, default=False),
+    S("store_probs", "keep each image's whole float32 softmax in a probs file (the reference's layout, 160 MB "
+      "per 1024x2048 image) instead of the compact outputs (about 4.3 MB): for other tools, or to change "
+      "-threshold, --score or --bins later without running the network again", INFERENCE, switch=True,
+      default=False),
+    S("store_logits", "also store the logits in the probs files of --store_probs (for --score maxlogit / "
+      "energy)", INFERENCE, switch=True, default=False),
     S("segment_workers", "processes for the segment search (and the meta classifier's fits)", INFERENCE, (),
       "SEGMENT_WORKERS", check=positive_int),
     S("cv", "meta classifier validation: leave one segment out (paper), leave one image out, or k folds",
@@ -210,7 +214,8 @@ _DECLARED = [
       switch=True, default=False),
     S("submission_name", "method name of the submission files; default MetaOoD_<MODEL>_<run>_<score>, the "
       "meta-classified one with _meta_t<t>_<cv> added", (EVAL,), check=method_name),
-    S("score", "pixel OoD score (maxlogit and energy need probs files written with --store_logits)", (EVAL,),
+    S("score", "pixel OoD score (of probs files of --store_probs, maxlogit and energy need them written with "
+      "--store_logits)", (EVAL,),
       default="entropy", choices=_score_names),
     S("bins", "histogram bins of the exact pixel protocol; more bins, closer to the exact curve", (EVAL,),
       default=10000, check=at_least_two),

@@ -16,7 +16,10 @@ segments of the data set's labelled split (its validation split, through the sam
 threshold) searched the same way, without void, its labels only saying which segments are false
 positives; it then decides on the test segments. No test label is used.
 
-Each file is written atomically and a re-run skips the frames whose file exists.
+Each file is written atomically and a re-run skips the frames whose file exists. The compact
+outputs of the prepare stage (the default) keep the segments without void of a --submission run
+(src/image_outputs.py); under torchrun the processes share the network's work, and the first one
+writes the files.
 """
 import dataclasses
 import functools
@@ -32,13 +35,14 @@ from src.dataset import DATASETS, build_dataset
 from src.errors import MetaOodError
 from src.evaluation import meta_classification, meta_classified_score, removed_score, run_score_map
 from src.fp_removal import removed_segments
-from src.inference import write_probs
+from src.distributed import current_process
+from src.image_outputs import image_indices, void_free_files, void_free_segments
+from src.inference import prepare_images
 from src.meta_classifier import fit_meta_classifier
-from src.metaseg import compute_metrics_components
 from src.probs_file import read_probs
 from src.run_log import progress
 from src.scores import entropy_mask
-from src.segment_search import probs_indices
+from src.segment_files import read_components, read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -66,22 +70,31 @@ def submission_name(cfg) -> str:
 
 def segments_without_void(cfg, epoch, i) -> tuple:
     """(metrics, components map) of image i's segments at the entropy threshold, no pixel void; the
-    labels, where there are any, only mark the false positives (iou0)."""
-    dataset = DATASETS[cfg.VALSET]
+    labels, where there are any, only mark the false positives (iou0): those the prepare stage kept, or
+    computed from the probs file."""
+    metrics, components = void_free_files(cfg, epoch, i)
+    if os.path.exists(metrics) and os.path.exists(components):
+        return read_metrics(metrics), read_components(components)
     probs, gt_train = read_probs(paths.probs_file(cfg, epoch, i), ("probabilities", "gt_train_ids"))
-    gt = np.where(gt_train == dataset.train_id_out, dataset.train_id_out, dataset.train_id_in).astype(np.uint8)
-    return compute_metrics_components(probs, gt, entropy_mask(probs, cfg.entropy_threshold), dataset.train_id_out)
+    return void_free_segments(cfg, probs, entropy_mask(probs, cfg.entropy_threshold), gt_train)
+
+
+def _labelled_split(cfg):
+    """The run configuration of the labelled split of the run's data set, whose segments the meta
+    classifier of a test split is fitted on."""
+    spec = DATASETS[cfg.VALSET].spec
+    labelled = spec.labelled_split()
+    if labelled is None or spec.split_setting is None:
+        raise MetaOodError(f"{cfg.VALSET} has no split with labels to fit the meta classifier on")
+    return dataclasses.replace(cfg, **{spec.split_setting.lower(): labelled})
 
 
 def _fitted_on_labelled_split(cfg, epoch):
     """The meta classifier fitted on the segments without void of the labelled split of the run's data set."""
     spec = DATASETS[cfg.VALSET].spec
-    labelled = spec.labelled_split()
-    if labelled is None or spec.split_setting is None:
-        raise MetaOodError(f"{cfg.VALSET} has no split with labels to fit the meta classifier on")
-    train = dataclasses.replace(cfg, **{spec.split_setting.lower(): labelled})
-    write_probs(train, epoch)
-    indices = probs_indices(train, epoch)
+    train = _labelled_split(cfg)
+    labelled = spec.split_of(train)
+    indices = image_indices(train, epoch)
     logger.info("meta classifier for %s %s: fitted on the segments of the %d images of the %s split", cfg.VALSET,
                 spec.split_of(cfg), len(indices), labelled)
     return fit_meta_classifier([segments_without_void(train, epoch, i)[0]
@@ -89,7 +102,7 @@ def _fitted_on_labelled_split(cfg, epoch):
 
 
 def meta_score_maps(cfg, epoch):
-    """A function: probs index -> the meta-classified score map of that image (module doc)."""
+    """A function: image index -> the meta-classified score map of that image (module doc)."""
     if DATASETS[cfg.VALSET].spec.split_info(cfg).labelled:
         removed = removed_segments(meta_classification(cfg, epoch))
         return lambda i: run_score_map(cfg, epoch, i, removed[i])
@@ -107,9 +120,13 @@ def write_submission(cfg) -> dict:
     """Writes the missing submission files of the network cfg.val_epoch on the run's split; returns
     {method: files written}."""
     name, epoch = submission_name(cfg), cfg.val_epoch
-    write_probs(cfg, epoch)
-    frame_ids = build_dataset(cfg.VALSET, cfg).frame_ids  # probs file i is frame i
-    indices = probs_indices(cfg, epoch)
+    prepare_images(cfg, epoch)
+    if not DATASETS[cfg.VALSET].spec.split_info(cfg).labelled:
+        prepare_images(_labelled_split(cfg), epoch)
+    if not current_process().is_main:
+        return {}
+    frame_ids = build_dataset(cfg.VALSET, cfg).frame_ids  # output i is frame i
+    indices = image_indices(cfg, epoch)
     plain, meta = paths.submission_methods(cfg, epoch)
     written = {}
     for method in (plain, meta):

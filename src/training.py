@@ -27,7 +27,8 @@ from src.errors import MetaOodError
 from src.dataset import DATASETS, build_dataset, training_transform
 from src.dataset.base import image_size
 from src.loss import entropy_maximization_loss
-from src.model import checkpoint_state_dict, default_device, load_network, read_checkpoint
+from src.distributed import current_process
+from src.model import checkpoint_state_dict, load_network, read_checkpoint
 from src.settings import RunConfig
 
 logger = logging.getLogger(__name__)
@@ -52,41 +53,6 @@ class TrainSummary:
     iteration_losses: list = field(default_factory=list)
     samples_seen: list = field(default_factory=list)    # dataset indices, in order
     checkpoints_written: list = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Process:
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self):
-        return self.rank == 0
-
-
-def _start_process() -> _Process:
-    """Joins the process group when started by torchrun (its environment variables are set)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return _Process(0, 1, default_device())
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Process(dist.get_rank(), world_size, device)
-
-
-def leave_process_group() -> None:
-    """Under torchrun: waits for every process, then leaves the group (a process that exits while
-    gloo's threads still run is aborted by the C++ runtime)."""
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def _epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
@@ -289,7 +255,7 @@ def _train_epoch(cfg, proc, model, optimizer, dataset, epoch, summary):
 
 def train(cfg: RunConfig) -> TrainSummary:
     """Trains `cfg.num_training_epochs` epochs and saves a checkpoint after each."""
-    proc = _start_process()
+    proc = current_process()
     summary = TrainSummary(proc.rank, proc.world_size)
     start, saved = _resume_point(cfg)
     end = cfg.training_starting_epoch + cfg.num_training_epochs

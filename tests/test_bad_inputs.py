@@ -457,7 +457,7 @@ CASES = [
     Case("network_outputs_nan_miou", **data(MIOU, ["the network's outputs on {cs}/leftImg8bit/val/", "are not finite",
                                                    "the weights of {ckpt}"], checkpoint(all_nan))),
     # ---- probs files
-    Case("no_probs_files", **data(SEGMENT, ["no probs files (probs<i>.hdf5) in {io}/"])),
+    Case("no_probs_files", **data(SEGMENT, ["nor probs files (probs<i>.hdf5) in {io}/"])),
     Case("probs_of_three_classes", **data(SEGMENT, ["{probs0}: probabilities of shape (3, 48, 96), expected "
                                                     "(19, 48, 96)"],
                                           probs_changed(rewritten(lambda p, gt: (p[:3], gt))))),
@@ -480,9 +480,9 @@ CASES = [
     # ---- the output disk
     Case("io_root_a_file", **data(meta, ["cannot write the log file {io}/logs/", "Not a directory"], file_at("."),
                                   untouched=True)),
-    Case("output_folder_a_file", **data(meta, ["cannot write {file}/probs/baseline/identity.json: Not a directory"],
+    Case("output_folder_a_file", **data(meta, ["cannot write {file}/compact/baseline/labels/identity.json: Not a directory"],
                                         file_at(f"meta_ood_{MODEL}/laf_eval"))),
-    Case("probs_file_too_large", **data(meta, [f"cannot write {{io}}/meta_ood_{MODEL}/laf_eval/probs/baseline/"
+    Case("probs_file_too_large", **data(with_flags(meta, "--store_probs"), [f"cannot write {{io}}/meta_ood_{MODEL}/laf_eval/probs/baseline/"
                                                "probs0.hdf5: File too large"], file_size_kb=64)),
     Case("checkpoint_too_large", **data(training, [f"cannot write {{io}}/meta_ood_{MODEL}/weights/{MODEL}_epoch_1_"
                                                    "alpha_0.9.pth: File too large"], file_size_kb=64)),
@@ -528,7 +528,8 @@ def run_one(scripts, argv):
 @pytest.fixture(scope="module")
 def world(scripts, demo_data, demo_raw, tmp_path_factory):
     """The shared inputs: the tiny data sets, a random network as the baseline checkpoint and the
-    output tree of its finished evaluation on the LostAndFound-like set (copied by the cases that need it)."""
+    output tree of its finished evaluation on the LostAndFound-like set, with probs files (copied by the
+    cases that need it; the compact outputs' own bad files are in tests/test_compact_file.py)."""
     root = tmp_path_factory.mktemp("bad_inputs")
     torch.manual_seed(0)
     ckpt = root / "baseline.pth"
@@ -536,7 +537,7 @@ def world(scripts, demo_data, demo_raw, tmp_path_factory):
     w = SimpleNamespace(dir=root, io=root / "prepared", prepared=root / "prepared", ckpt=ckpt, prepared_ckpt=ckpt,
                         cs=demo_data["Cityscapes"], coco=demo_data["COCO"], coco_raw=demo_roots(demo_raw)["COCO"],
                         laf=demo_data["LostAndFound"], fs=demo_data["Fishyscapes"])
-    done = run_one(scripts, evaluation(w, "-pixel", "-segment", "-miou"))
+    done = run_one(scripts, evaluation(w, "-pixel", "-segment", "-miou", "--store_probs"))
     assert done.returncode == 0, done.stderr[-3000:]
     return w
 

@@ -165,3 +165,21 @@ def test_child_stdout_shows_the_child_stderr_when_it_fails():
     crash = "import sys; sys.stderr.write('Traceback: MemoryError in the child'); sys.exit(3)"
     with pytest.raises(RuntimeError, match="exit status 3(.|\n)*MemoryError in the child"):
         child_stdout([sys.executable, "-c", crash])
+
+
+def test_bench_pipeline_json_has_every_expected_figure_at_a_tiny_size():
+    result = _figures_of_a_run("pipeline", "--height", "64", "--width", "128", "--images", "2", "--repeats", "1")
+    names = {f["name"] for f in result["figures"]}
+    assert {"compact path, per image", "probs path, per image", "plain pass over the softmax"} <= names
+    sizes = {f["name"]: f["value"] for f in result["figures"]}
+    assert sizes["compact path, bytes per image"] < sizes["probs path, bytes per image"]
+
+
+def test_bench_gpu_runs_on_the_cpu_at_a_tiny_size_with_the_small_network():
+    result = _figures_of_a_run("gpu", "--networks", "DeepLabV3+_MobileNetV3", "--height", "64", "--width", "128",
+                               "--crop", "32", "--train_batch", "2", "--images", "2", "--repeats", "1")
+    names = {f["name"] for f in result["figures"]}
+    for precision in ("fp32", "bf16"):
+        assert {f"DeepLabV3+_MobileNetV3: {kind} {precision}" for kind in ("inference", "training step",
+                                                                           "-prepare -segment")} <= names
+    assert "CPU" in result["context"]

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from src.component_metrics import THRESHOLDS, ComponentAccumulator, component_scores, component_summary
+from src.component_metrics import (THRESHOLDS, ComponentAccumulator, component_scores, component_summary,
+                                   map_component_scores)
 
 
 def _mask(shape, *boxes):
@@ -128,3 +129,26 @@ def test_bad_masks_are_errors():
     overlap[1, 1] = True
     with pytest.raises(ValueError, match="both ground-truth OoD and void"):
         component_scores(overlap, overlap, overlap)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scores_from_the_segment_search_maps_equal_those_of_labelling_again(seed):
+    """The evaluation takes the components of the segment search's maps instead of labelling the
+    prediction again: the same values in the same order, also with segments removed."""
+    from src.metaseg import compute_metrics_components, compute_metrics_mask
+    from src.scores import entropy_mask
+    from tests.test_segment_search import OOD_INDEX, probs_image
+    rng = np.random.default_rng(seed)
+    probs, gt_train, gt_label = probs_image(rng, H=60, W=80)
+    mask = entropy_mask(probs, 0.7)
+    components = compute_metrics_components(probs, gt_train, mask, OOD_INDEX)[1]
+    gt_components = compute_metrics_mask(probs, mask, gt_train, gt_label, OOD_INDEX)[1]
+    n_segments = np.abs(components).max()
+    assert n_segments >= 3
+    gt_ood, void = gt_train == OOD_INDEX, gt_train == 255
+    for kept in (None, rng.random(n_segments) < 0.5, np.zeros(n_segments, bool)):
+        removed = np.flatnonzero(~kept) + 1 if kept is not None else []
+        predicted = (components != 0) & ~np.isin(np.abs(components), removed)
+        for got, expected in zip(map_component_scores(components, gt_components, kept),
+                                 component_scores(predicted, gt_ood, void)):
+            np.testing.assert_array_equal(got, expected)

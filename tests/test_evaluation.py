@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from src import evaluation, paths, provenance
+from src import evaluation, image_outputs, paths, provenance
 from src.atomic import read_json, write_npz
 from src.errors import MetaOodError
 from src.scores import energy_score, normalized_entropy
@@ -34,7 +34,7 @@ def fixed_inputs(monkeypatch):
 def probs(cfg, monkeypatch):
     """Probs files of epoch EPOCH without a record (as another program writes them); none is written here."""
     write_probs_files(cfg)
-    monkeypatch.setattr(evaluation, "write_probs", lambda cfg, epoch: 0)
+    monkeypatch.setattr(evaluation, "prepare_images", lambda cfg, epoch: 0)
 
 
 def write_h5(path, **datasets):
@@ -49,11 +49,11 @@ def test_logit_scores_read_only_the_logits(cfg, tmp_path):
     gt_train = np.zeros((6, 8), np.uint8)
     path = str(tmp_path / "probs0.hdf5")
     write_h5(path, logits=logits, gt_train_ids=gt_train)  # no probabilities: they are not read
-    score, gt = evaluation._score_and(dataclasses.replace(cfg, score="energy"), path, "gt_train_ids")
+    score, gt = image_outputs.probs_score(dataclasses.replace(cfg, score="energy"), path, "gt_train_ids")
     np.testing.assert_array_equal(score, energy_score(logits))
     np.testing.assert_array_equal(gt, gt_train)
     with pytest.raises(MetaOodError, match="missing dataset.*probabilities") as info:
-        evaluation._score_and(cfg, path)
+        image_outputs.probs_score(cfg, path)
     assert path in str(info.value)
 
 
@@ -61,11 +61,11 @@ def test_entropy_reads_the_probabilities_and_a_missing_logit_is_explained(cfg, t
     probs = np.full((19, 4, 4), 1 / 19, np.float32)
     path = str(tmp_path / "probs0.hdf5")
     write_h5(path, probabilities=probs, image_path="images/0.png")
-    score, image_path = evaluation._score_and(cfg, path, "image_path")
+    score, image_path = image_outputs.probs_score(cfg, path, "image_path")
     np.testing.assert_array_equal(score, normalized_entropy(probs))
     assert image_path == "images/0.png"
     with pytest.raises(MetaOodError, match="missing dataset.*logits.*--store_logits"):
-        evaluation._score_and(dataclasses.replace(cfg, score="maxlogit"), path)
+        image_outputs.probs_score(dataclasses.replace(cfg, score="maxlogit"), path)
 
 
 def test_plot_names_keep_runs_of_other_settings_apart(cfg):
@@ -90,6 +90,7 @@ def test_meta_row_of_a_baseline_only_run_shows_the_baseline_pixel_metrics():
 
 
 def test_results_of_earlier_runs_of_other_evaluations_are_kept(cfg, monkeypatch, fixed_inputs):
+    monkeypatch.setattr(evaluation, "prepare_images", lambda cfg, epoch: 0)
     pixel = {"baseline": {p: {"auroc": 0.9, "fpr95": 0.2, "auprc": 0.5} for p in ("paper", "exact")}}
     monkeypatch.setattr(evaluation, "pixel_evaluation", lambda cfg: pixel)
     monkeypatch.setattr(evaluation, "segment_evaluation", lambda cfg: {"baseline": {"fp": 3, "fn": 1}})
@@ -155,6 +156,7 @@ def test_a_damaged_miou_file_is_a_one_line_error(cfg, demo_data):
 
 
 def test_a_damaged_results_file_is_a_one_line_error(cfg, monkeypatch):
+    monkeypatch.setattr(evaluation, "prepare_images", lambda cfg, epoch: pytest.fail("evaluated before reading"))
     monkeypatch.setattr(evaluation, "pixel_evaluation", lambda cfg: pytest.fail("evaluated before reading"))
     path = _damaged(paths.evaluation_file(cfg), b"\x80\x04 a pickle")
     _one_line_error(lambda: evaluation.evaluate(cfg), path, "evaluation.py (with the same settings)")
@@ -162,6 +164,7 @@ def test_a_damaged_results_file_is_a_one_line_error(cfg, monkeypatch):
 
 def test_evaluation_removes_what_a_killed_evaluation_left(cfg, monkeypatch, fixed_inputs):
     cfg = dataclasses.replace(cfg, val_epoch=1)
+    monkeypatch.setattr(evaluation, "prepare_images", lambda cfg, epoch: 0)
     for name in ("pixel_evaluation", "segment_evaluation", "miou_evaluation"):
         monkeypatch.setattr(evaluation, name, lambda cfg: {})
     written = [paths.evaluation_file(cfg), paths.histograms_file(cfg, 1), paths.miou_file(cfg, 0),

@@ -73,8 +73,8 @@ def test_a_new_evaluation_set_runs_through_both_scripts(puddles, tmp_path, capsy
     assert run_main(evaluation.main, [*argv, "-pixel", "-segment"]) == 0
     cfg = parse_run_config("evaluation", argv)
     assert paths.eval_name(cfg) == "puddles_eval"
-    folder = paths.probs_dir(cfg, 0)
-    assert sorted(os.listdir(folder)) == sorted([f"probs{i}.hdf5" for i in range(3)] + ["identity.json"])
+    folder = paths.labels_dir(cfg, 0)
+    assert sorted(os.listdir(folder)) == sorted([f"{i:04d}.npz" for i in range(3)] + ["identity.json"])
     results = json.loads(open(paths.evaluation_file(cfg)).read())
     assert results["configs"]["pixel"]["inputs"]["data"]["images"] == 3
     assert set(results["pixel"]["baseline"]) == {"paper", "exact"}

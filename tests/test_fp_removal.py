@@ -65,7 +65,7 @@ def test_a_damaged_metrics_file_names_the_segment_search(searched):
     path = paths.metrics_file(searched, EPOCH, 1)
     with open(path, "r+b") as f:
         f.truncate(100)
-    rerun = r"run meta_classification.py -segment \(with the same settings\) again$"
+    rerun = r"run meta_classification.py -prepare -segment \(with the same settings\) again$"
     with pytest.raises(MetaOodError, match=rerun) as info:
         remove_false_positives(searched, EPOCH)
     assert str(info.value).startswith(f"{path}: not a readable .npz file")

@@ -1,5 +1,6 @@
-"""Inference to probs files: datasets and dtypes, softmax sums, resume after an interruption, the
-Fishyscapes sets as distributed through meta_classification.py."""
+"""The prepare stage with --store_probs, to probs files: datasets and dtypes, softmax sums, resume after
+an interruption, the Fishyscapes sets as distributed through meta_classification.py. (The compact
+outputs: tests/test_image_outputs.py.)"""
 import dataclasses
 import glob
 import os
@@ -11,11 +12,11 @@ import torch
 from PIL import Image
 
 import meta_classification
-from src import evaluation, inference, paths
+from src import evaluation, image_outputs, inference, paths
 from src.dataset import LostAndFound
 from src.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD
 from src.errors import run_main
-from src.inference import InferenceError, write_probs
+from src.inference import InferenceError, prepare_images
 from src.model import build_network
 from src.settings import default_config, parse_run_config
 from tests.fixtures_data import TINY, fishyscapes_official_image
@@ -26,13 +27,13 @@ MODEL = "DeepLabV3+_MobileNetV3"
 
 @pytest.fixture
 def cfg(demo_data, tmp_path):
-    """LostAndFound-like evaluation of a random small network saved as the baseline checkpoint."""
+    """LostAndFound-like evaluation of a random small network saved as the baseline checkpoint, to probs files."""
     torch.manual_seed(0)
     ckpt = tmp_path / "baseline.pth"
     torch.save({"state_dict": build_network(MODEL, 19).state_dict()}, ckpt)
     return dataclasses.replace(default_config(), MODEL=MODEL, io_root=str(tmp_path / "io"), init_ckpt=str(ckpt),
                                lostandfound_root=str(demo_data["LostAndFound"]), val_epoch=0, inference_batch_size=3,
-                               num_workers=0)
+                               num_workers=0, store_probs=True)
 
 
 def _probs_files(cfg):
@@ -43,7 +44,7 @@ def _probs_files(cfg):
 
 def test_probs_files_hold_the_documented_datasets(cfg):
     dataset = LostAndFound(cfg.lostandfound_root)
-    assert write_probs(cfg, 0) == len(dataset)
+    assert prepare_images(cfg, 0) == len(dataset)
     assert _probs_files(cfg) == [f"probs{i}.hdf5" for i in range(len(dataset))]
     for i in range(len(dataset)):
         with h5py.File(paths.probs_file(cfg, 0, i), "r") as f:
@@ -67,11 +68,11 @@ def test_label_ids_are_read_by_the_loader_workers(cfg, monkeypatch):
         assert os.getpid() != main_process, "label ids read in the main process"
         return real_label_ids(dataset, i)
     monkeypatch.setattr(LostAndFound, "label_ids", in_a_worker)
-    assert write_probs(dataclasses.replace(cfg, num_workers=1), 0) == len(LostAndFound(cfg.lostandfound_root))
+    assert prepare_images(dataclasses.replace(cfg, num_workers=1), 0) == len(LostAndFound(cfg.lostandfound_root))
 
 
 def test_the_probabilities_are_the_networks_softmax(cfg):
-    write_probs(dataclasses.replace(cfg, inference_batch_size=1), 0)
+    prepare_images(dataclasses.replace(cfg, inference_batch_size=1), 0)
     model = inference.network_at_epoch(cfg, 0, 19, torch.device("cpu"))
     image, _ = LostAndFound(cfg.lostandfound_root)[1]
     with torch.no_grad():
@@ -81,7 +82,7 @@ def test_the_probabilities_are_the_networks_softmax(cfg):
 
 
 def test_logits_are_stored_on_request(cfg):
-    write_probs(dataclasses.replace(cfg, store_logits=True), 0)
+    prepare_images(dataclasses.replace(cfg, store_logits=True), 0)
     with h5py.File(paths.probs_file(cfg, 0, 0), "r") as f:
         logits, probs = f["logits"][()], f["probabilities"][()]
     assert logits.dtype == np.float32
@@ -89,7 +90,7 @@ def test_logits_are_stored_on_request(cfg):
 
 
 def test_an_interrupted_run_continues_with_the_missing_images(cfg, monkeypatch):
-    real = inference.write_probs_file
+    real = image_outputs.write_probs_file
     written = []
 
     def interrupted_after_two(path, *args, **kwargs):
@@ -97,23 +98,23 @@ def test_an_interrupted_run_continues_with_the_missing_images(cfg, monkeypatch):
             raise KeyboardInterrupt
         real(path, *args, **kwargs)
         written.append(path)
-    monkeypatch.setattr(inference, "write_probs_file", interrupted_after_two)
+    monkeypatch.setattr(image_outputs, "write_probs_file", interrupted_after_two)
     with pytest.raises(KeyboardInterrupt):
-        write_probs(dataclasses.replace(cfg, inference_batch_size=1), 0)
+        prepare_images(dataclasses.replace(cfg, inference_batch_size=1), 0)
     assert _probs_files(cfg) == ["probs0.hdf5", "probs1.hdf5"]  # and no temporary file
     monkeypatch.undo()
     mtimes = {name: os.path.getmtime(paths.probs_file(cfg, 0, int(name[5:-5]))) for name in _probs_files(cfg)}
-    assert write_probs(cfg, 0) == len(LostAndFound(cfg.lostandfound_root)) - 2
+    assert prepare_images(cfg, 0) == len(LostAndFound(cfg.lostandfound_root)) - 2
     assert all(os.path.getmtime(paths.probs_file(cfg, 0, int(n[5:-5]))) == t for n, t in mtimes.items())
-    assert write_probs(cfg, 0) == 0
+    assert prepare_images(cfg, 0) == 0
 
 
 def test_missing_checkpoints_are_named(cfg):
     with pytest.raises(InferenceError, match=r"checkpoint of the baseline \(--init_ckpt\) not found: .*nope.pth"):
-        write_probs(dataclasses.replace(cfg, init_ckpt="/nope.pth"), 0)
+        prepare_images(dataclasses.replace(cfg, init_ckpt="/nope.pth"), 0)
     with pytest.raises(InferenceError, match=r"OoD-trained epoch 3 \(ood_training.py or --ckpt\) not found: "
                                              r".*DeepLabV3\+_MobileNetV3_epoch_3_alpha_0.9.pth"):
-        write_probs(cfg, 3)
+        prepare_images(cfg, 3)
 
 
 def normalized(image: np.ndarray) -> torch.Tensor:
@@ -129,7 +130,7 @@ def test_meta_classification_on_fishyscapes_as_distributed(cfg, demo_official, s
     argv = ["--cityscapes_root", demo_official["Cityscapes"], "-prepare", "-segment", "-val", "Fishyscapes", "--fishyscapes_split", split, "-epoch", "0",
             "-model", MODEL, "--io_root", cfg.io_root, "--init_ckpt", cfg.init_ckpt,
             "--fishyscapes_root", demo_official["Fishyscapes"], "--lostandfound_root", demo_official["LostAndFound"],
-            "--num_workers", "0", "--segment_workers", "1"]
+            "--num_workers", "0", "--segment_workers", "1", "--store_probs"]
     assert run_main(meta_classification.main, argv) == 0
     run = parse_run_config("meta_classification", argv)
     labels = sorted(glob.glob(os.path.join(demo_official["Fishyscapes"], split, "*_labels.png")))
@@ -155,5 +156,5 @@ def test_meta_classification_on_fishyscapes_as_distributed(cfg, demo_official, s
 
 def test_writing_removes_what_a_killed_run_left(cfg):
     left = killed_while_writing(paths.probs_file(cfg, 0, 1))
-    n = write_probs(cfg, 0)
+    n = prepare_images(cfg, 0)
     assert _probs_files(cfg) == sorted(f"probs{i}.hdf5" for i in range(n)) and not os.path.exists(left)

@@ -11,12 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from src.compact_file import read_image_histograms, read_labels, read_score_map
 from src.segment_files import read_components, read_metrics
 from tests.process_testing import group_processes, killed
 
@@ -61,10 +61,13 @@ def test_every_stage_writes_outputs_that_parse(demo_run):
         assert {"epoch", "state_dict", "optimizer_state_dict", "loss", "config"} <= set(saved)
     for folder in ("laf_eval", "fs_eval"):
         for pattern in ("baseline", "epoch_1_alpha_0.9"):
-            # meta classification: probs, segment search, meta classifier
-            for probs in _files(io / folder / "probs" / pattern, "probs*.hdf5"):
-                with h5py.File(probs) as f:
-                    assert f["probabilities"].shape[0] == 19
+            # meta classification: the compact outputs of the prepare stage, segment search, meta classifier
+            compact = io / folder / "compact" / pattern
+            assert not (io / folder / "probs").exists()
+            for kind, read in (("labels", read_labels), ("score_entropy", read_score_map),
+                               ("histograms_entropy_bins10000",
+                                lambda p: read_image_histograms(p, {"paper": 100, "exact": 10000}))):
+                assert len([read(p) for p in _files(compact / kind, "*.npz")]) in (3, 12)
             for kind, read in (("metrics", read_metrics), ("components", read_components)):
                 for sub in (f"{pattern}_t0.7", f"{pattern}_t0.7_gt"):
                     for p in _files(io / folder / "metaseg_io" / kind / sub, "*.npz"):
@@ -137,11 +140,8 @@ def test_no_output_is_a_pickle(demo_run):
     assert [p for p in outputs if p.read_bytes()[:1] == b"\x80"] == []
 
 
-def _interrupt_when(root, path, armed_by=None):
-    """Starts the demo and stops it (Ctrl-C) as soon as `path` (relative to root) exists.
-
-    The segment search of an image takes milliseconds: once `armed_by` exists, the test stops
-    sleeping between its checks so that the interruption lands between two images."""
+def _interrupt_when(root, path):
+    """Starts the demo and stops it (Ctrl-C) as soon as `path` (relative to root) exists."""
     # A job started in the background by a shell inherits an ignored SIGINT; Ctrl-C must reach the demo.
     process = subprocess.Popen([*DEMO, "--root", str(root)], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True,
@@ -149,8 +149,7 @@ def _interrupt_when(root, path, armed_by=None):
     deadline = time.monotonic() + 600
     while not (root / path).exists():
         assert process.poll() is None and time.monotonic() < deadline, f"the demo never wrote {path}"
-        if armed_by is None or not (root / armed_by).exists():
-            time.sleep(0.01)
+        time.sleep(0.01)
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=120) != 0
 
@@ -160,8 +159,8 @@ def test_an_interrupted_demo_finishes_with_the_same_table(demo_run, tmp_path):
     _interrupt_when(tmp_path, f"io/meta_ood_{MODEL}/weights/{MODEL}_epoch_1_alpha_0.0.pth")
     assert not list(tmp_path.glob(f"io/meta_ood_{MODEL}/weights/*alpha_0.9.pth"))
     laf = f"io/meta_ood_{MODEL}/laf_eval"
-    _interrupt_when(tmp_path, f"{laf}/metaseg_io/metrics/baseline_t0.7/0000.npz",
-                    armed_by=f"{laf}/probs/baseline/probs11.hdf5")
+    # in the prepare stage, after its first image
+    _interrupt_when(tmp_path, f"{laf}/compact/baseline/labels/0000.npz")
     assert not list(tmp_path.glob(f"{laf}/metaseg_io/meta_classifier/*"))
     done = _demo(tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -219,23 +218,31 @@ def test_a_killed_training_continues_to_the_same_checkpoints(demo_run):
     _run_again(root, command, expected)
 
 
-def test_a_killed_probs_writing_continues_to_the_same_files(demo_run):
+def test_a_killed_prepare_stage_continues_to_the_same_files(demo_run):
     root, stdout = demo_run
     laf = f"io/meta_ood_{MODEL}/laf_eval"
     command = _command(stdout, "meta_classification.py", ("-val", "LostAndFound"), ("-epoch", "0"))
-    expected = _removed(root, [f"{laf}/probs/baseline/*", f"{laf}/metaseg_io/*/baseline_t0.7*/*",
+    expected = _removed(root, [f"{laf}/compact/baseline/*/*", f"{laf}/metaseg_io/*/baseline_t0.7*/*",
                                f"{laf}/metaseg_io/meta_classifier/baseline_t0.7_*.json"])
-    probs = root / laf / "probs" / "baseline"
-    killed(command, lambda pid: probs.is_dir() and any(probs.iterdir()), GONE_WITHIN)  # the first is being written
-    assert len(list(probs.glob("probs*.hdf5"))) < 12
+    compact = root / laf / "compact" / "baseline"
+    # while the first image's outputs are written: a temporary file or one of them exists
+    killed(command, lambda pid: compact.is_dir() and any(any(folder.iterdir()) for folder in compact.iterdir()),
+           GONE_WITHIN)
+    assert len(list(compact.glob("labels/*.npz"))) < 12
     _run_again(root, command, expected)
 
 
-def test_a_killed_segment_search_continues_to_the_same_files(demo_run):
+def test_a_killed_segment_search_of_probs_files_continues_to_the_same_files(demo_run):
+    """The segment search of probs files (--store_probs) with 2 workers, killed; run again, it leaves the
+    files that the demo's compact prepare stage wrote, byte for byte."""
     root, stdout = demo_run
     laf = f"io/meta_ood_{MODEL}/laf_eval"
-    command = _command(stdout, "meta_classification.py", ("-val", "LostAndFound"), ("-epoch", "1"))
+    command = _command(stdout, "meta_classification.py", ("-val", "LostAndFound"), ("-epoch", "1")) + ["--store_probs"]
     command[command.index("--segment_workers") + 1] = "2"  # the demo searches in-process
+    done = subprocess.run([sys.executable, *command, "-prepare"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    probs = root / laf / "probs" / "epoch_1_alpha_0.9"
+    assert len(list(probs.glob("probs*.hdf5"))) == 12
     expected = _removed(root, [f"{laf}/metaseg_io/*/epoch_1_alpha_0.9_t0.7*/*",
                                f"{laf}/metaseg_io/meta_classifier/epoch_1_alpha_0.9_t0.7_*.json"])
     metrics = root / laf / "metaseg_io" / "metrics" / "epoch_1_alpha_0.9_t0.7"
@@ -243,6 +250,9 @@ def test_a_killed_segment_search_continues_to_the_same_files(demo_run):
     killed(command, lambda pid: metrics.is_dir() and any(p.name != "identity.json" for p in metrics.iterdir()),
            GONE_WITHIN)
     _run_again(root, command, expected)
+    for path in probs.iterdir():  # the demo's outputs as they were, for the tests after this one
+        path.unlink()
+    probs.rmdir()
 
 
 def test_a_killed_evaluation_continues_to_the_same_pictures_and_numbers(demo_run):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import auc, average_precision_score, roc_auc_score, roc_curve
 
-from src.pixel_metrics import ScoreHistogram, best_f1_from_counts, exact_metrics, paper_metrics, roc_curve_from_counts
+from src.pixel_metrics import (ScoreHistogram, best_f1_from_counts, exact_metrics, paper_metrics, pixel_scores,
+                               roc_curve_from_counts)
 
 GOLDEN_CASES = ["pixel_s01_laf_baseline", "pixel_s02_laf_trained", "pixel_s03_separated"]
 IN, OUT, OTHER, VOID = 1, 2, 0, 255
@@ -259,3 +260,60 @@ def test_paper_protocol_needs_enough_ood_pixels_for_its_rescaling():
 def test_count_arrays_of_different_length_are_an_error():
     with pytest.raises(ValueError, match="equal length"):
         exact_metrics(np.ones(10), np.ones(11))
+
+
+@pytest.mark.parametrize("value_range", [(0.0, 1.0), None])
+def test_image_shares_added_later_give_the_counts_of_the_pixels(value_range):
+    """As the evaluation adds the shares the prepare stage kept: each image's share taken alone (by
+    another histogram), then added in image order; an unbounded score's window moves and coarsens,
+    also by images close to a power of two times the bins, where its exponent is tightest."""
+    rng = np.random.default_rng(11)
+    bins = 1000
+    direct, merged = ScoreHistogram(bins, value_range), ScoreHistogram(bins, value_range)
+    pieces = []
+    for image in range(40):
+        if value_range:
+            scores = rng.beta(2, 5, 3000).astype(np.float32)
+        else:
+            centre = rng.choice([-1, 1]) * float(np.ldexp(bins, int(rng.integers(-30, 30)))) * (1 - 2.0 ** -20)
+            scores = (centre + rng.normal(0, 1, 3000) * abs(centre) * 10.0 ** rng.integers(-8, 1)).astype(np.float32)
+        ids = rng.choice([IN, OUT, VOID], scores.size).astype(np.uint8)
+        values = pixel_scores(scores, ids, IN, OUT)
+        direct.add(*values)
+        merged.add_image(ScoreHistogram(bins, value_range).image_histogram(*values))
+        pieces.append((scores, ids))
+    np.testing.assert_array_equal(merged.edges, direct.edges)
+    scores, ids = (np.concatenate(p) for p in zip(*pieces))
+    # np.histogram's own bins: of the range for a bounded score, of the final edges for an unbounded one
+    grid = dict(bins=bins, range=value_range) if value_range else dict(bins=merged.edges)
+    for counts, pixel_id in ((merged.counts_in, IN), (merged.counts_out, OUT)):
+        np.testing.assert_array_equal(counts, np.histogram(scores[ids == pixel_id], **grid)[0])
+    np.testing.assert_array_equal(merged.counts_in, direct.counts_in)
+
+
+def test_an_image_share_of_other_bins_is_refused():
+    values = np.linspace(0.0, 1.0, 50, dtype=np.float32), np.zeros(0, np.float32)
+    with pytest.raises(ValueError, match=r"image histogram of \(10,\) and \(10,\) counts for a histogram of 100 bins"):
+        ScoreHistogram(100).add_image(ScoreHistogram(10).image_histogram(*values))
+    coarse = ScoreHistogram(10, value_range=None).image_histogram(*values)
+    with pytest.raises(ValueError, match="coarser than the histogram's"):
+        ScoreHistogram(1000, value_range=None).add_image(coarse)
+
+
+@pytest.mark.parametrize("dtype, bins", [(np.float32, 10000), (np.float32, 300), (np.float64, 1000),
+                                         (np.float64, 10000), (np.float32, 150)])
+def test_a_coarser_share_from_a_finer_one_is_the_share_of_the_scores(dtype, bins):
+    """The paper protocol's share from the exact protocol's bins: equal to its own pass over the scores,
+    also for scores on and next to every edge; None where the grids do not nest (then it is computed)."""
+    rng = np.random.default_rng(3)
+    edges = np.histogram_bin_edges(np.empty(0, dtype), bins=bins, range=(0.0, 1.0))
+    near = np.concatenate([np.nextafter(edges, -1), edges, np.nextafter(edges, 2)]).astype(dtype)
+    values = [np.clip(np.concatenate([near, rng.random(5000)]), 0, 1).astype(dtype), rng.random(300).astype(dtype)]
+    paper, finer = ScoreHistogram(100), ScoreHistogram(bins)
+    share = paper.share_from(finer, finer.image_histogram(*values), dtype)
+    nests = bins % 100 == 0 and np.array_equal(edges[::bins // 100],
+                                               np.histogram_bin_edges(np.empty(0, dtype), bins=100, range=(0.0, 1.0)))
+    assert (share is not None) == nests
+    if share is not None:
+        for got, expected in zip(share[:2], paper.image_histogram(*values)[:2]):
+            np.testing.assert_array_equal(got, expected)

@@ -20,9 +20,9 @@ from src import paths, provenance
 from src.dataset import Fishyscapes, LostAndFound
 from src.errors import run_main
 from src.evaluation import evaluate, score_histograms
-from src.inference import write_probs
+from src.inference import prepare_images
 from src.model import build_network, read_checkpoint
-from src.segment_search import run_segment_search
+from src.segment_search import SegmentSearchError, run_segment_search
 from src.settings import default_config
 from src.training import TrainingError, train
 
@@ -49,13 +49,19 @@ def sha256(path) -> str:
 @pytest.fixture
 def cfg(demo_data, tmp_path):
     """The baseline of a random network on a copy of the tiny LostAndFound-like set (the tests change
-    its files), with the mIoU on the Cityscapes-like val split."""
+    its files), with the mIoU on the Cityscapes-like val split; probs files (--store_probs), the
+    `compact` fixture the default outputs."""
     shutil.copytree(demo_data["LostAndFound"], tmp_path / "lost_and_found")
     return dataclasses.replace(default_config(), MODEL=MODEL, io_root=str(tmp_path / "io"),
                                init_ckpt=network_file(tmp_path / "a.pth", 0),
                                lostandfound_root=str(tmp_path / "lost_and_found"),
                                cityscapes_root=str(demo_data["Cityscapes"]), val_epoch=0, inference_batch_size=4,
-                               num_workers=0, segment_workers=1, panels=1)
+                               num_workers=0, segment_workers=1, panels=1, store_probs=True)
+
+
+@pytest.fixture
+def compact(cfg):
+    return dataclasses.replace(cfg, store_probs=False)
 
 
 @pytest.fixture
@@ -82,13 +88,16 @@ def probs_files(cfg):
     return sorted(Path(paths.probs_dir(cfg, 0)).glob("probs*.hdf5"))
 
 
-def test_an_unchanged_rerun_computes_and_rewrites_nothing(cfg, news):
+@pytest.mark.parametrize("storage", ["probs", "compact"])
+def test_an_unchanged_rerun_computes_and_rewrites_nothing(cfg, news, storage):
+    cfg = dataclasses.replace(cfg, store_probs=storage == "probs")
     first = evaluate(cfg, miou=True)
     before = cached_files(cfg)
     records = [p for p in before if p.endswith("identity.json")]
-    assert len(records) == 6  # probs, segments, meta classifier, results (histograms), miou, panels
+    # probs or (labels, score maps, histogram shares); segments, meta classifier, results (histograms), miou, panels
+    assert len(records) == (6 if storage == "probs" else 8)
     assert paths.weights_hash_cache(cfg) in before
-    assert len([p for p in before if p.endswith(".hdf5")]) == 4
+    assert len([p for p in before if p.endswith(".hdf5")]) == (4 if storage == "probs" else 0)
     news()
     assert evaluate(cfg, miou=True) == first
     assert cached_files(cfg) == before
@@ -97,7 +106,7 @@ def test_an_unchanged_rerun_computes_and_rewrites_nothing(cfg, news):
 
 def test_another_starting_checkpoint_computes_everything_of_the_baseline_again(cfg, tmp_path, news):
     argv = ["-prepare", "-val", "LostAndFound", "-epoch", "0", "-model", MODEL, "--io_root", cfg.io_root,
-            "--lostandfound_root", cfg.lostandfound_root, "--num_workers", "0"]
+            "--lostandfound_root", cfg.lostandfound_root, "--num_workers", "0", "--store_probs"]
     assert run_main(meta_classification.main, [*argv, "--init_ckpt", cfg.init_ckpt]) == 0
     evaluate(cfg, miou=True)
     before = {p: sha256(p) for p in probs_files(cfg)}
@@ -120,14 +129,14 @@ def test_another_starting_checkpoint_computes_everything_of_the_baseline_again(c
 
 
 def test_a_rewritten_label_file_computes_only_its_image_again(cfg, news):
-    assert write_probs(cfg, 0) == 4
+    assert prepare_images(cfg, 0) == 4
     before = {str(p): (p.stat().st_mtime_ns, sha256(p)) for p in probs_files(cfg)}
     label = LostAndFound(cfg.lostandfound_root).targets[2]
     labels = np.array(Image.open(label))
     labels[:8] = 1  # "free space": in-distribution road
     Image.fromarray(labels).save(label)
     news()
-    assert write_probs(cfg, 0) == 1
+    assert prepare_images(cfg, 0) == 1
     assert news() == [f"probs of baseline: 1 of 4 images changed (probs2.hdf5: the data changed (label {label} "
                       "changed)): computing them again"]
     changed = paths.probs_file(cfg, 0, 2)
@@ -135,6 +144,57 @@ def test_a_rewritten_label_file_computes_only_its_image_again(cfg, news):
         str(p): (p.stat().st_mtime_ns, sha256(p)) for p in probs_files(cfg) if str(p) != changed}
     with h5py.File(changed, "r") as f:
         np.testing.assert_array_equal(f["gt_label_ids"][()], labels)
+
+
+def test_compact_outputs_of_another_checkpoint_are_computed_again(compact, tmp_path, news):
+    evaluate(compact, miou=True)
+    score_maps = sorted(Path(paths.score_map_file(compact, 0, 0)).parent.glob("*.npz"))
+    before = {p: sha256(p) for p in score_maps}
+    news()
+    other = dataclasses.replace(compact, init_ckpt=network_file(tmp_path / "b.pth", 1))
+    assert prepare_images(other, 0) == 4
+    a, b = sha256(compact.init_ckpt)[:8], sha256(other.init_ckpt)[:8]
+    assert news() == [f"labels of baseline: the weights changed (sha256 {a}.. -> {b}..): computing all 4 images again"]
+    assert len(before) == 4 and all(sha256(p) != digest for p, digest in before.items())
+    evaluate(other, miou=True)
+    lines = news()
+    for what in ("meta classifier baseline_t0.7_loo: the segment search outputs changed",
+                 "histograms of baseline: the probs changed", f"mIoU of baseline: the weights changed",
+                 "panels of baseline_t0.7_loo: the meta classifier result changed"):
+        assert len([line for line in lines if line.startswith(what)]) == 1, (what, lines)
+    assert len(lines) == 4  # the prepare stage wrote the segments again, recorded
+
+
+def test_a_rewritten_label_file_computes_only_its_compact_outputs_again(compact, news):
+    assert prepare_images(compact, 0) == 4
+    files = [p for p in Path(compact.io_root).rglob("*.npz")]
+    before = {str(p): (p.stat().st_mtime_ns, sha256(p)) for p in files}
+    label = LostAndFound(compact.lostandfound_root).targets[2]
+    Image.fromarray(np.array(Image.open(label))[::-1].copy()).save(label)
+    news()
+    assert prepare_images(compact, 0) == 1
+    assert news() == [f"labels of baseline: 1 of 4 images changed (0002.npz: the data changed (label {label} "
+                      "changed)): computing them again"]
+    after = {str(p): (p.stat().st_mtime_ns, sha256(p)) for p in files}
+    changed = sorted(p for p in before if after[p] != before[p])
+    assert changed and all(os.path.basename(p) == "0002.npz" for p in changed)
+    assert len(changed) == 7  # 4 segment files, score map, histogram shares, labels
+
+
+def test_another_threshold_runs_the_network_again_for_the_compact_segments(compact, caplog):
+    caplog.set_level(logging.INFO)
+    assert prepare_images(compact, 0) == 4
+    labels = {str(p): p.stat().st_mtime_ns for p in Path(paths.labels_dir(compact, 0)).glob("*.npz")}
+    other = dataclasses.replace(compact, entropy_threshold=0.5)
+    with pytest.raises(SegmentSearchError, match="meta_classification.py -prepare with this -threshold"):
+        run_segment_search(other, 0, LostAndFound.train_id_out)
+    caplog.clear()
+    assert prepare_images(other, 0) == 4
+    assert any(m.startswith("4 of them run through the network again for their segments at entropy threshold 0.5, "
+                            "missing or of other inputs") for m in caplog.messages), caplog.messages
+    assert {str(p): p.stat().st_mtime_ns for p in Path(paths.labels_dir(compact, 0)).glob("*.npz")} == labels
+    assert run_segment_search(other, 0, LostAndFound.train_id_out) == (0, 4)
+    assert prepare_images(other, 0) == 0 and prepare_images(compact, 0) == 0
 
 
 def _pixels(cfg):
@@ -192,21 +252,21 @@ def test_each_section_of_the_results_keeps_its_own_settings(cfg, tmp_path, news)
 
 
 def test_probs_with_logits_serve_runs_without_them(cfg, news):
-    assert write_probs(cfg, 0) == 4
+    assert prepare_images(cfg, 0) == 4
     news()
-    assert write_probs(dataclasses.replace(cfg, store_logits=True), 0) == 4
+    assert prepare_images(dataclasses.replace(cfg, store_logits=True), 0) == 4
     assert news() == ["probs of baseline: logits False -> True: computing all 4 images again"]
     before = {str(p): p.stat().st_mtime_ns for p in probs_files(cfg)}
-    assert write_probs(cfg, 0) == 0 and {str(p): p.stat().st_mtime_ns for p in probs_files(cfg)} == before
+    assert prepare_images(cfg, 0) == 0 and {str(p): p.stat().st_mtime_ns for p in probs_files(cfg)} == before
 
 
 def test_outputs_without_a_record_are_used_with_one_line(cfg, news):
     """As the probs files of the reference implementation, which a user may point the tool at."""
-    write_probs(cfg, 0)
+    prepare_images(cfg, 0)
     os.remove(paths.identity_file(paths.probs_dir(cfg, 0)))
     before = {str(p): p.stat().st_mtime_ns for p in probs_files(cfg)}
     news()
-    assert write_probs(cfg, 0) == 0
+    assert prepare_images(cfg, 0) == 0
     assert news() == [f"probs of baseline: 4 of 4 images in {paths.probs_dir(cfg, 0)} without a record of their "
                       "inputs (written by another program or an older version): used as they are"]
     assert run_segment_search(cfg, 0, LostAndFound.train_id_out) == (4, 0)

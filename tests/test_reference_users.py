@@ -14,7 +14,7 @@ from src import paths
 from src.errors import run_main
 from src.model import build_network
 from src.segment_files import read_components, read_metrics
-from src.segment_search import output_files
+from src.image_outputs import segment_files
 from src.settings import parse_run_config
 
 MODEL = "DeepLabV3+_MobileNetV3"
@@ -48,7 +48,7 @@ def _as_the_reference_wrote_it(path):
 def test_probs_files_of_the_reference_are_read_by_segment_search_and_evaluation(tmp_path, demo_data, network):
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     argv = _argv(ours, demo_data, "-epoch", "0", "--init_ckpt", str(network))
-    assert run_main(meta_classification.main, [*argv, "-prepare"]) == 0
+    assert run_main(meta_classification.main, [*argv, "-prepare", "--store_probs"]) == 0
     cfg = parse_run_config("meta_classification", argv)
     shutil.copytree(ours, theirs)
     reference = parse_run_config("meta_classification", _argv(theirs, demo_data, "-epoch", "0", "--init_ckpt",
@@ -65,7 +65,7 @@ def test_probs_files_of_the_reference_are_read_by_segment_search_and_evaluation(
         assert run_main(evaluation.main, [*run_argv, "-pixel", "-segment", "--panels", "2"]) == 0
     n = len([f for f in os.listdir(paths.probs_dir(cfg, 0)) if f.startswith("probs")])
     for i in range(n):
-        for mine, other in zip(output_files(cfg, 0, i), output_files(reference, 0, i)):
+        for mine, other in zip(segment_files(cfg, 0, i), segment_files(reference, 0, i)):
             read = read_components if "components" in mine else read_metrics
             a, b = read(mine), read(other)
             if isinstance(a, dict):

@@ -96,3 +96,21 @@ def test_score_map_errors():
         score_map("maxlogit", probs=probs)
     with pytest.raises(ValueError, match=r"shape \(C, H, W\)"):
         normalized_entropy(probs[0])
+
+
+def test_softmax_equals_torch_and_scipy_and_keeps_extreme_logits_finite():
+    import torch
+    logits = _random_logits(seed=4, scale=30.0)
+    logits[:, 0, 0] = [1e4] + [-1e4] * 18  # exp would overflow without the shift
+    probs = scores.softmax(logits)
+    assert probs.dtype == np.float32 and probs.shape == SHAPE and np.isfinite(probs).all()
+    np.testing.assert_allclose(probs, softmax(logits.astype(np.float64), axis=0), rtol=0, atol=3e-7)
+    np.testing.assert_allclose(probs, torch.softmax(torch.from_numpy(logits), 0).numpy(), rtol=0, atol=3e-7)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=2e-6)
+
+
+def test_threshold_mask_is_the_entropy_mask():
+    probs = scores.softmax(_random_logits(seed=5, scale=2.0))
+    mask = scores.entropy_mask(probs, 0.7)
+    assert mask.dtype == np.uint8 and 0 < mask.sum() < mask.size
+    np.testing.assert_array_equal(scores.threshold_mask(normalized_entropy(probs), 0.7), mask)

@@ -13,7 +13,8 @@ from src.scores import entropy_mask
 from src.errors import MetaOodError
 from src.probs_file import ProbsError, read_probs, write_probs_file
 from src.segment_files import read_components, read_metrics
-from src.segment_search import output_files, run_segment_search
+from src.image_outputs import segment_files
+from src.segment_search import run_segment_search
 from src.settings import default_config
 from tests.test_atomic import killed_while_writing
 
@@ -59,7 +60,7 @@ def test_outputs_equal_the_direct_calls(cfg, workers):
     assert run_segment_search(cfg, EPOCH, OOD_INDEX) == (N_IMAGES, 0)
     n_segments = 0
     for i in range(N_IMAGES):
-        files = output_files(cfg, EPOCH, i)
+        files = segment_files(cfg, EPOCH, i)
         assert files[0] == paths.metrics_file(cfg, EPOCH, i) and files[3] == paths.components_file(cfg, EPOCH, i, gt=True)
         expected = direct_results(cfg, i)
         for path, want, read in zip(files, expected, (read_metrics, read_components) * 2):
@@ -85,7 +86,7 @@ def test_rerun_skips_finished_images(cfg):
 
 
 def test_missing_probs_folder_is_named(cfg):
-    with pytest.raises(ProbsError, match="no probs files") as info:
+    with pytest.raises(ProbsError, match="no outputs of the prepare stage") as info:
         run_segment_search(cfg, EPOCH, OOD_INDEX)
     assert paths.probs_dir(cfg, EPOCH) in str(info.value)
 
@@ -140,6 +141,6 @@ def test_the_search_removes_what_a_killed_search_left(cfg):
             killed_while_writing(paths.components_file(cfg, EPOCH, 2, gt=True))]
     assert run_segment_search(cfg, EPOCH, OOD_INDEX) == (N_IMAGES, 0)
     assert not any(os.path.exists(path) for path in left)
-    for folder in {os.path.dirname(f) for f in output_files(cfg, EPOCH, 0)}:
+    for folder in {os.path.dirname(f) for f in segment_files(cfg, EPOCH, 0)}:
         outputs = set(os.listdir(folder)) - {os.path.basename(paths.identity_file(folder))}
         assert sorted(outputs) == [f"{i:04d}.npz" for i in range(N_IMAGES)]

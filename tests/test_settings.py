@@ -62,6 +62,11 @@ def test_the_shipped_defaults_equal_the_reference():
     ("meta_classification", ["--fishyscapes_split", "LostAndFound"], "fishyscapes_split", "LostAndFound"),
     ("meta_classification", ["--segment_workers", "3"], "segment_workers", 3),
     ("meta_classification", ["--cv", "image"], "cv", "image"),
+    ("meta_classification", ["--store_probs"], "store_probs", True),
+    ("meta_classification", ["--amp", "bf16"], "amp", "bf16"),
+    ("evaluation", ["--store_probs"], "store_probs", True),
+    ("evaluation", ["--store_logits"], "store_logits", True),
+    ("evaluation", ["--amp", "bf16"], "amp", "bf16"),
     ("evaluation", ["-pixel"], "pixel_eval", True),
     ("evaluation", ["-segment"], "segment_eval", True),
     ("evaluation", ["-miou"], "miou", True),
@@ -197,6 +202,15 @@ def test_output_layout_names():
     assert paths.metrics_file(cfg, 1, 7).endswith("laf_eval/metaseg_io/metrics/epoch_1_alpha_0.9_t0.7/0007.npz")
     assert paths.components_file(cfg, 0, 12, gt=True).endswith(
         "laf_eval/metaseg_io/components/baseline_t0.7_gt/0012.npz")
+    assert paths.labels_file(cfg, 1, 3).endswith("laf_eval/compact/epoch_1_alpha_0.9/labels/0003.npz")
+    assert paths.score_map_file(cfg, 0, 3).endswith("laf_eval/compact/baseline/score_entropy/0003.npz")
+    assert paths.image_histograms_file(cfg, 0, 3).endswith(
+        "laf_eval/compact/baseline/histograms_entropy_bins10000/0003.npz")
+    # a network under bf16 autocast gives other numbers: its outputs have other names
+    bf16 = parse_run_config("evaluation", ["--io_root", "/io", "-val", "LostAndFound", "--amp", "bf16"])
+    assert paths.probs_dir(bf16, 0).endswith("laf_eval/probs/baseline_bf16")
+    assert paths.metrics_file(bf16, 1, 7).endswith("metaseg_io/metrics/epoch_1_alpha_0.9_bf16_t0.7/0007.npz")
+    assert paths.miou_file(bf16, 0).endswith("miou/cityscapes_val_baseline_bf16.json")
 
 
 @pytest.mark.parametrize("script, argv, field, value", [

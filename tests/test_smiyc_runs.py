@@ -37,7 +37,9 @@ LOGIT_SCALE = 1000
 @pytest.fixture(scope="module")
 def flags(tmp_path_factory, demo_smiyc, demo_data):
     """The flags every run here shares: the generated sets, two random networks (baseline, and
-    epoch 1 through --ckpt), one output root, inference batches of 3 (that mix frame sizes)."""
+    epoch 1 through --ckpt), one output root, inference batches of 3 (that mix frame sizes), probs
+    files (which the expected values are computed from; the compact outputs are compared with them
+    at the end)."""
     folder = tmp_path_factory.mktemp("smiyc_runs")
     checkpoints = []
     for seed in (0, 1):
@@ -50,7 +52,8 @@ def flags(tmp_path_factory, demo_smiyc, demo_data):
     return ["-model", MODEL, "--io_root", str(folder / "io"), "--init_ckpt", str(checkpoints[0]),
             "--roadanomaly21_root", demo_smiyc["RoadAnomaly21"], "--roadobstacle21_root", demo_smiyc["RoadObstacle21"],
             "--lostandfound_root", demo_smiyc["LostAndFound-testNoKnown"], "--fishyscapes_root",
-            demo_data["Fishyscapes"], "--num_workers", "0", "--segment_workers", "1", "-batch", "3"], checkpoints[1]
+            demo_data["Fishyscapes"], "--num_workers", "0", "--segment_workers", "1", "-batch", "3",
+            "--store_probs"], checkpoints[1]
 
 
 def _score(cfg, epoch, i) -> np.ndarray:
@@ -210,3 +213,22 @@ def test_other_sets_are_refused_before_any_work(flags, extra, message, caplog, t
         assert run_main(evaluation.main, argv) == 1
     assert message in caplog.text
     assert not os.path.exists(paths.eval_io_root(parse_run_config("evaluation", argv)))
+
+
+def test_compact_outputs_give_the_protocol_and_the_submissions_of_probs_files(flags, tmp_path):
+    common, trained_ckpt = flags
+    compact = [*(f for f in common if f != "--store_probs"), "--io_root", str(tmp_path)]  # the last --io_root counts
+    run = ["-val", "RoadAnomaly21", "-epoch", "1", "--ckpt", str(trained_ckpt)]
+    results, submissions = [], []
+    for shared in (common, compact):
+        assert run_main(evaluation.main, [*shared, *run, "-smiyc"]) == 0
+        assert run_main(evaluation.main, [*shared, *run, "--roadanomaly21_split", "test", "--submission"]) == 0
+        cfg = parse_run_config("evaluation", [*shared, *run, "--roadanomaly21_split", "test"])
+        results.append(read_json(paths.evaluation_file(parse_run_config("evaluation", [*shared, *run])), "results",
+                                 "evaluation.py")["smiyc"])
+        files = [p for method in paths.submission_methods(cfg, 1) for p in _submission_files(cfg, method,
+                                                                                            "AnomalyTrack-all")]
+        submissions.append([h5py.File(p, "r")["value"][()] for p in files])
+    assert not glob.glob(os.path.join(paths.probs_dir(cfg, 1), "*.hdf5"))  # the compact run kept none
+    assert results[0] == results[1]
+    assert len(submissions[1]) == 6 and all(np.array_equal(a, b) for a, b in zip(*submissions))

@@ -219,15 +219,16 @@ def _draw_panels(cfg, epoch, removed):
     # The image comes from the data set, not from the stored image_path: some images are composed
     # (Fishyscapes Static: a Cityscapes image plus an overlay), and output i is item i.
     dataset = build_dataset(cfg.VALSET, cfg)
-    for i in progress(missing, desc="panels", unit="image"):
-        gt_train, image_path = labels(cfg, epoch, i)
-        plot_image_panel(paths.panel_file(cfg, epoch, i), dataset.read_image(i), gt_train, dataset.train_id_in,
-                         dataset.train_id_out, score_of(cfg, epoch, i),
-                         read_components(paths.components_file(cfg, epoch, i)), removed[i],
-                         f"{os.path.basename(image_path)} ({cfg.VALSET} image {i}), "
-                         f"{paths.meta_classifier_name(cfg, epoch)}",
-                         score_range=SCORE_RANGES[cfg.score])
-        record.done(paths.panel_file(cfg, epoch, i))
+    with record:
+        for i in progress(missing, desc="panels", unit="image"):
+            gt_train, image_path = labels(cfg, epoch, i)
+            plot_image_panel(paths.panel_file(cfg, epoch, i), dataset.read_image(i), gt_train, dataset.train_id_in,
+                             dataset.train_id_out, score_of(cfg, epoch, i),
+                             read_components(paths.components_file(cfg, epoch, i)), removed[i],
+                             f"{os.path.basename(image_path)} ({cfg.VALSET} image {i}), "
+                             f"{paths.meta_classifier_name(cfg, epoch)}",
+                             score_range=SCORE_RANGES[cfg.score])
+            record.done(paths.panel_file(cfg, epoch, i))
 
 
 # ---------------------------------------------------------------- SegmentMeIfYouCan protocol

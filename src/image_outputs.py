@@ -309,6 +309,12 @@ class PendingOutputs:
         for output, record in self.records.items():
             written = [i for i in sorted(self.todo[output]) if all(map(os.path.exists, self._files(output, i)))]
             record.done(*[self._files(output, i)[0] for i in written])
+        self.flush()
+
+    def flush(self):
+        """Writes the records of what write() recorded (Record.done writes at most once a second)."""
+        for record in self.records.values():
+            record.flush()
 
 
 # ---------------------------------------------------------------- reading

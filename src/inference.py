@@ -125,9 +125,12 @@ def prepare_images(cfg: RunConfig, epoch: int) -> int:
     if share:
         model = network_at_epoch(cfg, epoch, dataset.num_classes, proc.device)
         items = _Indexed(dataset, share, label_ids=True)
-        for (i, _, gt_train, gt_label), logits in _outputs(model, items, cfg, proc.device, "prepare",
-                                                           paths.evaluated_checkpoint(cfg, epoch)):
-            outputs.write(i, logits, gt_train, gt_label, dataset.images[i], record=proc.world_size == 1)
+        try:
+            for (i, _, gt_train, gt_label), logits in _outputs(model, items, cfg, proc.device, "prepare",
+                                                               paths.evaluated_checkpoint(cfg, epoch)):
+                outputs.write(i, logits, gt_train, gt_label, dataset.images[i], record=proc.world_size == 1)
+        finally:
+            outputs.flush()
     wait_for_all()
     if proc.is_main and proc.world_size > 1:
         outputs.record_all()

@@ -18,6 +18,7 @@ import json
 import logging
 import operator
 import os
+import time
 
 from src import paths
 from src.atomic import read_json, write_json
@@ -34,6 +35,9 @@ SECTION_SETTINGS = {"pixel": ("score", "bins"), "segment": ("entropy_threshold",
 _NAMES = {"weights": "the weights", "origin": "the starting weights", "data": "the data", "probs": "the probs",
           "segments": "the segment search outputs", "meta_classifier": "the meta classifier result"}
 _HASH_CHUNK = 1 << 24
+# A record of 1203 images is about 1 MB of JSON, 50 ms to write: done() waits at least a second, and
+# 100 times as long as the last write took, before it writes again (1 % of the time per record).
+_FLUSH_SECONDS, _FLUSH_FACTOR = 1.0, 100
 
 
 # ---------------------------------------------------------------- identities of inputs
@@ -169,9 +173,19 @@ class Record:
         self.what, self.unit = what, unit
         self.entries = read_json(self.path, RECORD, RERUN) if os.path.exists(self.path) else {}
         self.wanted = {}
+        self._unwritten, self._next_write = False, time.monotonic() + _FLUSH_SECONDS
 
     def _write(self):
+        start = time.monotonic()
         write_json(self.path, dict(sorted(self.entries.items())))  # sorted: parallel workers finish in any order
+        now = time.monotonic()
+        self._unwritten, self._next_write = False, now + max(_FLUSH_SECONDS, _FLUSH_FACTOR * (now - start))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.flush()
 
     def identity_of(self, path):
         """The recorded identity of the output at `path`; of one without an entry, its file's (if any)."""
@@ -236,11 +250,20 @@ class Record:
         return [path for path in wanted if not exists(path) or self.entries.get(os.path.basename(path), {}) is None]
 
     def done(self, *outputs):
-        """Records the outputs at `outputs` (paths), just written, with their identities."""
+        """Records the outputs at `outputs` (paths), just written, with their identities; the record
+        file is written at most once a second, less often when it is large (`with record:` or
+        flush() writes the rest), so a killed run computes its last seconds' outputs again."""
         for path in outputs:
             key = os.path.basename(path)
             self.entries[key] = self.wanted[key]
-        self._write()
+        self._unwritten = True
+        if time.monotonic() >= self._next_write:
+            self._write()
+
+    def flush(self):
+        """Writes what done() recorded and has not written yet."""
+        if self._unwritten:
+            self._write()
 
 
 class Output:
@@ -254,6 +277,7 @@ class Output:
 
     def done(self):
         self.record.done(self.path)
+        self.record.flush()
 
 
 # ---------------------------------------------------------------- the outputs of each stage

@@ -95,8 +95,9 @@ def run_segment_search(cfg, epoch, ood_index):
     logger.info("segment search: %d of %d images still to do from their probs files (%s), %d worker(s), "
                 "entropy threshold %s", len(pending), len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers,
                 cfg.entropy_threshold)
-    for index in progress(_searched(cfg, epoch, pending, ood_index), total=len(pending),
-                          desc="segment search", unit="image"):
-        record.done(paths.metrics_file(cfg, epoch, index))
+    with record:
+        for index in progress(_searched(cfg, epoch, pending, ood_index), total=len(pending),
+                              desc="segment search", unit="image"):
+            record.done(paths.metrics_file(cfg, epoch, index))
     logger.info("segment search: outputs of %d images in %s", len(indices), paths.metaseg_dir(cfg))
     return len(pending), len(indices) - len(pending)

@@ -4,6 +4,7 @@ names --restart), an unchanged re-run computes and rewrites nothing, and each se
 results file keeps the settings and inputs it was computed with."""
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -159,7 +160,7 @@ def test_compact_outputs_of_another_checkpoint_are_computed_again(compact, tmp_p
     evaluate(other, miou=True)
     lines = news()
     for what in ("meta classifier baseline_t0.7_loo: the segment search outputs changed",
-                 "histograms of baseline: the probs changed", f"mIoU of baseline: the weights changed",
+                 "histograms of baseline: the probs changed", "mIoU of baseline: the weights changed",
                  "panels of baseline_t0.7_loo: the meta classifier result changed"):
         assert len([line for line in lines if line.startswith(what)]) == 1, (what, lines)
     assert len(lines) == 4  # the prepare stage wrote the segments again, recorded
@@ -271,6 +272,23 @@ def test_outputs_without_a_record_are_used_with_one_line(cfg, news):
                       "inputs (written by another program or an older version): used as they are"]
     assert run_segment_search(cfg, 0, LostAndFound.train_id_out) == (4, 0)
     assert {str(p): p.stat().st_mtime_ns for p in probs_files(cfg)} == before
+
+
+def test_a_record_is_written_at_most_once_a_second_and_when_its_block_ends(tmp_path):
+    """A killed run leaves the entries of its last outputs unset (null): they are computed again."""
+    wanted = {str(tmp_path / f"{i:04d}.npz"): {"n": i} for i in range(3)}
+    record = provenance.Record(tmp_path, "outputs")
+    assert record.pending(wanted) == list(wanted)
+
+    def on_disk():
+        return json.loads(Path(paths.identity_file(tmp_path)).read_text())
+    with record:
+        for path in wanted:
+            Path(path).write_bytes(b"")
+            record.done(path)
+        assert on_disk() == {f"{i:04d}.npz": None for i in range(3)}  # within its first second
+    assert on_disk() == {f"{i:04d}.npz": {"n": i} for i in range(3)}
+    assert provenance.Record(tmp_path, "outputs").pending(wanted) == []
 
 
 def test_the_weights_are_hashed_once(cfg, monkeypatch):

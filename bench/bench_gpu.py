@@ -8,8 +8,7 @@
 Per network (src.model.build_network, random weights: the speed does not depend on them), in fp32
 and under bf16 autocast (--amp bf16):
     inference      images/s of a forward pass of --batch images of --height x --width, and its peak
-                   memory (GPU: torch.cuda.max_memory_allocated; CPU: peak resident memory above the
-                   start, Linux); the largest difference of the bf16 softmax from the fp32 one
+                   memory (GPU only: torch.cuda.max_memory_allocated); the largest difference of the bf16 softmax from the fp32 one
     training step  seconds and peak memory of one step (forward, the entropy-maximization loss,
                    backward, Adam) on --train_batch random crops of --crop x --crop
     prepare        images/s of `meta_classification.py -prepare -segment` (compact outputs) on a
@@ -35,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(REPO))
 
 import meta_classification  # noqa: E402
-from bench.common import MB, figure, peak_extra_mb, print_json  # noqa: E402
+from bench.common import MB, figure, print_json  # noqa: E402
 from src.errors import run_main  # noqa: E402
 from src.loss import entropy_maximization_loss  # noqa: E402
 from src.model import build_network, default_device  # noqa: E402
@@ -81,14 +80,14 @@ def median_seconds(device, function, repeats):
 
 
 def peak_mb(device, function):
-    """Peak memory of one call of `function` in MB (GPU: allocated by torch; CPU: resident above the
-    start, None off Linux)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        _synchronized(device, function)()
-        return (torch.cuda.max_memory_allocated(device) - before) / MB
-    return peak_extra_mb(function)[1]
+    """Peak GPU memory of one call of `function` in MB (allocated by torch); None on a CPU, where the
+    allocators keep what an earlier call freed, so that the resident growth of a call says little."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    _synchronized(device, function)()
+    return (torch.cuda.max_memory_allocated(device) - before) / MB
 
 
 def _autocast(device, precision):
@@ -138,8 +137,10 @@ def training_figures(name, network, device, sizes):
 
 
 def fishyscapes_like_set(root, sizes):
-    """A pre-converted Fishyscapes Static split of random images with an OoD box each."""
+    """A pre-converted Fishyscapes Static split of random images with an OoD box each (made once per run)."""
     folder = Path(root, "Static")
+    if folder.exists():
+        return root
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(sizes.images):

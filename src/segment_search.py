@@ -92,9 +92,9 @@ def run_segment_search(cfg, epoch, ood_index):
     indices = image_indices(cfg, epoch)
     record, pending = provenance.pending_segments(cfg, epoch, indices, lambda i: searched(cfg, epoch, i))
     pending = _searchable(cfg, epoch, pending)
-    logger.info("segment search: %d of %d images still to do from their probs files (%s), %d worker(s), "
-                "entropy threshold %s", len(pending), len(indices), paths.probs_dir(cfg, epoch), cfg.segment_workers,
-                cfg.entropy_threshold)
+    logger.info("segment search: %d of %d images still to do, %d worker(s), entropy threshold %s%s", len(pending),
+                len(indices), cfg.segment_workers, cfg.entropy_threshold,
+                f", from their probs files in {paths.probs_dir(cfg, epoch)}" if pending else "")
     with record:
         for index in progress(_searched(cfg, epoch, pending, ood_index), total=len(pending),
                               desc="segment search", unit="image"):

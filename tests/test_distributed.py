@@ -1,6 +1,6 @@
-"""meta_classification.py -prepare and evaluation.py (with the mIoU) under torchrun with 2 CPU
-processes (gloo): the images are split between them and every output equals one process's."""
-import json
+"""meta_classification.py -prepare and evaluation.py (with the mIoU, and a SegmentMeIfYouCan
+submission) under torchrun with 2 CPU processes (gloo): the images are split between them and
+every output equals one process's."""
 import os
 import subprocess
 import sys
@@ -56,3 +56,18 @@ def test_two_processes_split_the_images_and_write_what_one_process_writes(tmp_pa
     assert len(logs) == 2 and sum(name.endswith("_rank1.log") for name in logs) == 1
     assert sum("LostAndFound: 4 of 4 images to run through the network" in text for text in logs.values()) == 1
     assert all(f"process {rank} of 2: 2 of the 4 images to run" in logs[name] for rank, name in enumerate(sorted(logs)))
+
+
+def test_two_processes_write_the_submission_of_one(tmp_path, checkpoint, demo_smiyc):
+    """A test split's submission: both splits prepared by the two processes, the files by the first."""
+    def argv(root):
+        return ["-val", "RoadAnomaly21", "--roadanomaly21_split", "test", "-epoch", "0", "-model", MODEL,
+                "--io_root", str(root), "--init_ckpt", checkpoint, "--roadanomaly21_root",
+                demo_smiyc["RoadAnomaly21"], "--num_workers", "0", "--segment_workers", "1", "-batch", "1",
+                "--submission"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_main(evaluation.main, argv(one)) == 0
+    _torchrun("evaluation.py", argv(two))
+    expected, got = _outputs(one), _outputs(two)
+    assert any("/smiyc_submission/" in f"/{name}" for name in got) and any("_novoid/" in name for name in got)
+    assert got == expected

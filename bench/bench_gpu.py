@@ -19,7 +19,6 @@ The paper's sizes need a GPU; on a CPU, use small ones (the tests run it at 64x1
 import argparse
 import contextlib
 import dataclasses
-import statistics
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(REPO))
 
 import meta_classification  # noqa: E402
-from bench.common import MB, figure, print_json  # noqa: E402
+from bench.common import MB, figure, median_seconds, print_json  # noqa: E402
 from src.errors import run_main  # noqa: E402
 from src.loss import entropy_maximization_loss  # noqa: E402
 from src.model import build_network, default_device  # noqa: E402
@@ -67,16 +66,11 @@ def _synchronized(device, function):
     return call
 
 
-def median_seconds(device, function, repeats):
-    """Median seconds of `function` after one warm-up call."""
+def synchronized_seconds(device, function, repeats):
+    """Median seconds of `function`, each call waited for on a GPU, after one warm-up call."""
     call = _synchronized(device, function)
     call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(call, repeats)
 
 
 def peak_mb(device, function):
@@ -103,7 +97,7 @@ def inference_figures(name, network, device, sizes):
         def forward():
             with torch.inference_mode(), _autocast(device, precision):
                 return network(images).float()
-        seconds = median_seconds(device, forward, sizes.repeats)
+        seconds = synchronized_seconds(device, forward, sizes.repeats)
         figures.append(figure(f"{name}: inference {precision}", sizes.batch / seconds, "images/s"))
         peak = peak_mb(device, forward)
         figures += [] if peak is None else [figure(f"{name}: inference {precision} peak memory", peak, "MB")]
@@ -129,7 +123,7 @@ def training_figures(name, network, device, sizes):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        figures.append(figure(f"{name}: training step {precision}", median_seconds(device, step, sizes.repeats), "s"))
+        figures.append(figure(f"{name}: training step {precision}", synchronized_seconds(device, step, sizes.repeats), "s"))
         peak = peak_mb(device, step)
         figures += [] if peak is None else [figure(f"{name}: training step {precision} peak memory", peak, "MB")]
     network.eval()

@@ -58,6 +58,7 @@ def segment_metrics(probs, ood_mask, gt_train, gt_label, ood_index):
 
 
 def write_segment_files(files, results):
+    """Writes (metrics, components) pairs: the four of segment_files, or the two of void_free_files."""
     for write, path, result in zip(_SEGMENT_WRITERS, files, results):
         write(path, result)
 
@@ -145,9 +146,7 @@ def void_free_segments(cfg, probs, mask, gt_train) -> tuple:
 
 def _write_void_free_segments(files, image):
     mask = threshold_mask(image.entropy, image.cfg.entropy_threshold)
-    for write, path, result in zip(_SEGMENT_WRITERS, files, void_free_segments(image.cfg, image.probs, mask,
-                                                                                image.gt_train)):
-        write(path, result)
+    write_segment_files(files, void_free_segments(image.cfg, image.probs, mask, image.gt_train))
 
 
 def _write_score_map(files, image):
@@ -236,7 +235,8 @@ class PendingOutputs:
         self.outputs = _outputs_of(cfg)
         indices = range(len(dataset))
         if not cfg.store_probs:
-            indices = [i for i in indices if not self._served_by_probs(weights, dataset, i)]
+            probs = provenance.Record(paths.probs_dir(cfg, epoch), "probs")  # read once, not per image
+            indices = [i for i in indices if not self._served_by_probs(probs, weights, dataset, i)]
         self.records, self.todo = {}, {}
         for output in reversed(self.outputs):  # the image's own record first: its log line says why
             wanted = {i: self._identity(output, weights, dataset, i) for i in indices}
@@ -271,13 +271,13 @@ class PendingOutputs:
         own = output.settings is None
         return {files[key] for key in record.pending(keyed, exists, satisfied, drop=own, log=own)}
 
-    def _served_by_probs(self, weights, dataset, index) -> bool:
-        """Whether image `index` has no labels file but a probs file of its weights and data."""
-        if os.path.exists(paths.labels_file(self.cfg, self.epoch, index)):
+    def _served_by_probs(self, probs, weights, dataset, index) -> bool:
+        """Whether image `index` has no labels file but a probs file of its weights and data (`probs`:
+        the record of the probs files)."""
+        path = paths.probs_file(self.cfg, self.epoch, index)
+        if os.path.exists(paths.labels_file(self.cfg, self.epoch, index)) or not os.path.exists(path):
             return False
-        if not os.path.exists(paths.probs_file(self.cfg, self.epoch, index)):
-            return False
-        recorded = provenance.prepared_identities(self.cfg, self.epoch, [index])[str(index)]
+        recorded = {k: v for k, v in probs.identity_of(path).items() if k != "logits"}
         return weights is None or "unrecorded" in recorded or recorded == provenance.image_identity(weights, dataset,
                                                                                                       index)
 
